@@ -1,0 +1,5 @@
+import sys
+
+from xtalscreen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,277 @@
+"""Detector geometry: where each pixel is in the laboratory frame.
+
+The model is CrystFEL's (``man crystfel_geometry``): a detector is a list of rectangular
+:class:`Panel` s, each a block ``[min_ss..max_ss] x [min_fs..max_fs]`` of a data array, placed in
+space by the position of its first pixel's corner (``corner_x``, ``corner_y``, in pixels,
+relative to the direct beam) and by the laboratory directions of its fast-scan and slow-scan
+axes (``fs``, ``ss``: vectors in pixel units). The beam travels along +z; x and y are
+perpendicular to it; the interaction point is the origin.
+
+Pixel ``(fs, ss)`` of a panel has its centre at
+``corner + (fs - min_fs + 0.5) * fs_vec + (ss - min_ss + 0.5) * ss_vec`` (pixels), divided by
+``res`` (pixels per metre), at height ``z = clen + coffset`` (metres).
+
+Data layouts: for 2-D data every panel is a block of the one array (``slab=None``); for 3-D data
+``(panels, H, W)`` each panel names the slab it lives in (``slab=i``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from xtalscreen.errors import InputError, ParameterError, check_positive
+
+
+@dataclass
+class Panel:
+    """One rectangular detector panel (CrystFEL semantics; see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+    min_fs, max_fs, min_ss, max_ss : int
+        Inclusive pixel range of the panel in its data slab.
+    corner_x, corner_y : float
+        Lab position of the corner of the panel's first pixel, in pixels from the beam.
+    fs, ss : (float, float, float)
+        Lab directions (x, y, z) of one step along fast scan / slow scan, in pixels.
+    res : float
+        Pixels per metre (1 / pixel size).
+    clen : float
+        Camera length (metres): z of the panel plane.
+    coffset : float
+        Extra z offset (metres) added to ``clen``.
+    slab : int or None
+        Index along axis 0 of 3-D data; None when the data are 2-D.
+    adu_per_photon : float or None
+        Gain of the panel, when known.
+    max_adu : float or None
+        Saturation level; pixels above are masked by the readers.
+    """
+
+    name: str
+    min_fs: int
+    max_fs: int
+    min_ss: int
+    max_ss: int
+    corner_x: float
+    corner_y: float
+    fs: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    ss: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    res: float = 1.0 / 172e-6
+    clen: float = 0.1
+    coffset: float = 0.0
+    slab: int | None = None
+    adu_per_photon: float | None = None
+    max_adu: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_fs < self.min_fs or self.max_ss < self.min_ss:
+            raise ParameterError(
+                f"panel {self.name!r}: empty pixel range fs {self.min_fs}..{self.max_fs}, "
+                f"ss {self.min_ss}..{self.max_ss}"
+            )
+        check_positive(f"panel {self.name!r} res", self.res, "pixels/m")
+        self.fs = tuple(float(v) for v in self.fs)  # type: ignore[assignment]
+        self.ss = tuple(float(v) for v in self.ss)  # type: ignore[assignment]
+
+    @property
+    def width(self) -> int:
+        return self.max_fs - self.min_fs + 1
+
+    @property
+    def height(self) -> int:
+        return self.max_ss - self.min_ss + 1
+
+    @property
+    def pixel_size(self) -> float:
+        return 1.0 / self.res
+
+    def slices(self) -> tuple:
+        """Index into the data array selecting this panel's pixels."""
+        sl = (slice(self.min_ss, self.max_ss + 1), slice(self.min_fs, self.max_fs + 1))
+        return sl if self.slab is None else (self.slab,) + sl
+
+    def pixel_xyz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lab coordinates (metres) of every pixel centre, each of shape (height, width)."""
+        f = np.arange(self.width, dtype=np.float64) + 0.5
+        s = np.arange(self.height, dtype=np.float64)[:, None] + 0.5
+        x = (self.corner_x + f * self.fs[0] + s * self.ss[0]) / self.res
+        y = (self.corner_y + f * self.fs[1] + s * self.ss[1]) / self.res
+        z = self.clen + self.coffset + (f * self.fs[2] + s * self.ss[2]) / self.res
+        shape = (self.height, self.width)
+        return (np.broadcast_to(x, shape).copy(), np.broadcast_to(y, shape).copy(),
+                np.broadcast_to(z, shape).copy())
+
+
+@dataclass
+class DetectorGeometry:
+    """A detector: its panels plus optional beam information.
+
+    Build one with :meth:`monolithic`, :func:`xtalscreen.io.crystfel.read_geom` or the CBF
+    reader; use :meth:`assemble` for a 2-D picture, :meth:`pixel_maps` and
+    :meth:`resolution_map` for per-pixel positions and d-spacings.
+    """
+
+    panels: list[Panel]
+    wavelength: float | None = None  # ångström, when the geometry file gives one
+    name: str = ""
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.panels:
+            raise ParameterError("a detector geometry needs at least one panel")
+        names = [p.name for p in self.panels]
+        if len(set(names)) != len(names):
+            raise ParameterError(f"duplicate panel names in geometry: {names}")
+        slabs = {p.slab is None for p in self.panels}
+        if len(slabs) != 1:
+            raise ParameterError("panels must either all name a slab (3-D data) or none (2-D data)")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def monolithic(cls, shape: tuple[int, int], *, pixel_size: float, distance: float,
+                   beam_center: tuple[float, float] | None = None, name: str = "") -> "DetectorGeometry":
+        """A flat detector perpendicular to the beam, fs along +x and ss along +y.
+
+        ``beam_center`` is (fs, ss) in pixels (pixel ``i`` spans ``[i, i+1)``); default: the
+        image centre.
+        """
+        h, w = int(shape[0]), int(shape[1])
+        if h <= 0 or w <= 0:
+            raise ParameterError(f"detector shape must be positive, got {shape}")
+        pixel_size = check_positive("pixel_size", pixel_size, "m")
+        distance = check_positive("distance", distance, "m")
+        bx, by = (w / 2.0, h / 2.0) if beam_center is None else beam_center
+        panel = Panel(name="p0", min_fs=0, max_fs=w - 1, min_ss=0, max_ss=h - 1,
+                      corner_x=-float(bx), corner_y=-float(by), res=1.0 / pixel_size, clen=distance)
+        return cls([panel], name=name)
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def is_3d(self) -> bool:
+        return self.panels[0].slab is not None
+
+    def data_shape(self) -> tuple[int, ...]:
+        """The smallest data shape that holds every panel."""
+        h = max(p.max_ss for p in self.panels) + 1
+        w = max(p.max_fs for p in self.panels) + 1
+        if self.is_3d:
+            return (max(p.slab for p in self.panels) + 1, h, w)  # type: ignore[type-var]
+        return (h, w)
+
+    def check_data(self, shape: tuple[int, ...], source: str = "") -> None:
+        """Raise :class:`InputError` if data of ``shape`` cannot hold every panel."""
+        need = self.data_shape()
+        ok = len(shape) == len(need) and all(s >= n for s, n in zip(shape, need))
+        if not ok:
+            raise InputError(
+                f"geometry {self.name or ''} does not match the data: panels need an array of at "
+                f"least {need}, the data are {tuple(shape)}; use the geometry file written for "
+                "this detector and data layout".replace("geometry  does", "geometry does"),
+                path=source or None,
+            )
+
+    # ------------------------------------------------------------------ maps
+    def pixel_maps(self, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x, y, z (metres) of every data pixel; NaN where no panel covers the pixel."""
+        shape = tuple(shape) if shape is not None else self.data_shape()
+        key = ("maps", shape)
+        if key not in self._cache:
+            self.check_data(shape)
+            x = np.full(shape, np.nan)
+            y = np.full(shape, np.nan)
+            z = np.full(shape, np.nan)
+            for p in self.panels:
+                px, py, pz = p.pixel_xyz()
+                sl = p.slices()
+                x[sl], y[sl], z[sl] = px, py, pz
+            self._cache[key] = (x, y, z)
+        return self._cache[key]
+
+    def two_theta_map(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """Scattering angle 2θ (radians) of every data pixel (NaN outside panels)."""
+        x, y, z = self.pixel_maps(shape)
+        return np.arctan2(np.hypot(x, y), z)
+
+    def resolution_map(self, wavelength: float | None = None,
+                       shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """d-spacing (Å) of every data pixel: ``d = λ / (2 sin θ)``; inf at the beam, NaN off-panel."""
+        wl = wavelength if wavelength is not None else self.wavelength
+        if wl is None:
+            raise ParameterError("a resolution map needs the wavelength (Å): none in the file or "
+                                 "the geometry; give it with wavelength=")
+        wl = check_positive("wavelength", wl, "Å")
+        tth = self.two_theta_map(shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return wl / (2.0 * np.sin(tth / 2.0))
+
+    def panel_index_map(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """int16 map of the panel number of every data pixel (-1 where none)."""
+        shape = tuple(shape) if shape is not None else self.data_shape()
+        out = np.full(shape, -1, dtype=np.int16)
+        for i, p in enumerate(self.panels):
+            out[p.slices()] = i
+        return out
+
+    # ------------------------------------------------------------------ assembly
+    def _assembly_index(self, shape: tuple[int, ...]):
+        key = ("assemble", shape)
+        if key not in self._cache:
+            self.check_data(shape)
+            res = self.panels[0].res
+            xs, ys, flat = [], [], []
+            lin = np.arange(int(np.prod(shape))).reshape(shape)
+            for p in self.panels:
+                px, py, _ = p.pixel_xyz()
+                xs.append((px * res).ravel())
+                ys.append((py * res).ravel())
+                flat.append(lin[p.slices()].ravel())
+            x = np.concatenate(xs)
+            y = np.concatenate(ys)
+            x0 = np.floor(x.min())
+            y0 = np.floor(y.min())
+            col = np.floor(x - x0).astype(np.int64)
+            row = np.floor(y - y0).astype(np.int64)
+            out_shape = (int(row.max()) + 1, int(col.max()) + 1)
+            self._cache[key] = (np.concatenate(flat), row * out_shape[1] + col, out_shape,
+                                (float(-x0), float(-y0)))
+        return self._cache[key]
+
+    def assembled_shape(self, shape: tuple[int, ...] | None = None) -> tuple[int, int]:
+        shape = tuple(shape) if shape is not None else self.data_shape()
+        return self._assembly_index(shape)[2]
+
+    def beam_center_px(self, shape: tuple[int, ...] | None = None) -> tuple[float, float]:
+        """The direct beam (fs, ss) on the assembled image, in pixels."""
+        shape = tuple(shape) if shape is not None else self.data_shape()
+        return self._assembly_index(shape)[3]
+
+    def assemble(self, data: np.ndarray, mask: np.ndarray | None = None, *,
+                 fill: float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+        """Place every panel's pixels on one 2-D image (nearest pixel, no interpolation).
+
+        Returns ``(image, mask)``; image pixels no panel reaches get ``fill`` and are masked.
+        """
+        data = np.asarray(data)
+        src, dst, out_shape, _ = self._assembly_index(tuple(data.shape))
+        img = np.full(out_shape[0] * out_shape[1], fill, dtype=np.float32)
+        img[dst] = data.reshape(-1)[src]
+        msk = np.ones(out_shape[0] * out_shape[1], dtype=bool)
+        msk[dst] = False if mask is None else np.asarray(mask, dtype=bool).reshape(-1)[src]
+        return img.reshape(out_shape), msk.reshape(out_shape)
+
+    def assembled_coords(self, panel: int, fs: np.ndarray, ss: np.ndarray,
+                         shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Map panel pixel positions (continuous fs, ss within the data slab) to the assembled image."""
+        p = self.panels[int(panel)]
+        res = self.panels[0].res
+        fs = np.asarray(fs, dtype=np.float64) - p.min_fs
+        ss = np.asarray(ss, dtype=np.float64) - p.min_ss
+        x = (p.corner_x + fs * p.fs[0] + ss * p.ss[0]) * (res / p.res)
+        y = (p.corner_y + fs * p.fs[1] + ss * p.ss[1]) * (res / p.res)
+        bx, by = self.beam_center_px(shape)
+        return x + bx, y + by
