@@ -1,0 +1,291 @@
+"""One frame in, one fixed-size tensor out: :class:`PreprocessConfig`.
+
+The config is what a model checkpoint stores next to its weights (``to_dict`` / ``from_dict``),
+so ``xtalscreen screen`` applies exactly the preprocessing that ``xtalscreen train`` used.
+
+Steps of :meth:`PreprocessConfig.apply`, in order:
+
+1. assemble the frame into one 2-D image through its geometry (multi-panel detectors), pixels
+   no panel covers being masked;
+2. bin ``bin x bin`` (masked pixels left out, see :func:`~xtalscreen.preprocess.bin_image`);
+3. crop ``crop`` pixels around the direct beam (paper 001: 720 x 720 after 2 x 2 binning;
+   paper 003: 350 x 350 unbinned; paper 002: 512 x 512), padding with masked zeros where the
+   crop leaves the detector; with ``augment=True`` the crop window is first shifted by up to
+   ``max_shift`` pixels (paper 001's random crop);
+4. (augment) scale the intensities;
+5. contrast: LCN (paper 001 eqs 6-9), the viewer's linear ramp, sqrt, log or none; masked
+   pixels are 0 afterwards;
+6. (augment) flips and quarter turns;
+7. repeat into ``channels`` identical channels: ``(C, H, W)`` float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xtalscreen.errors import ParameterError, check_positive
+from xtalscreen.preprocess.augment import IDENTITY, flip_rotate, sample_augmentation, scale_intensity
+from xtalscreen.preprocess.binning import bin_image
+from xtalscreen.preprocess.contrast import CONTRASTS, apply_contrast
+from xtalscreen.preprocess.crop import center_crop
+
+__all__ = ["PreprocessConfig", "SCHEMA_VERSION"]
+
+#: Version of the dictionary layout written by :meth:`PreprocessConfig.to_dict`.
+SCHEMA_VERSION = 1
+
+
+def _pos_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a detector frame becomes a network input.
+
+    Parameters
+    ----------
+    bin : int
+        Binning factor (1 = none; paper 001 uses 2).
+    crop : (int, int)
+        Output (height, width) in pixels *after* binning.
+    center : {"beam", "image"}
+        Crop around the direct beam (default) or the image centre. Frames without a beam
+        centre fall back to the image centre with a warning naming the frame.
+    contrast : {"lcn", "linear", "sqrt", "log", "none"}
+        See :mod:`xtalscreen.preprocess.contrast`.
+    lcn_window : int
+        LCN neighbourhood edge (odd, pixels, after binning).
+    lcn_eps : float
+        LCN floor of the local standard deviation (units of the global standard deviation).
+    linear_percentile : float
+        Linear contrast: percentile of the valid pixels mapped to 1 (100 = plain min-max
+        rescaling to [0, 1], as paper 002 does).
+    bin_reduce : {"sum", "mean"}
+        Binning sums counts (default) or averages them.
+    channels : int
+        Number of identical output channels (1 for grey models; 3 for RGB-pretrained ones).
+    max_shift : int
+        Augmentation: random crop shift range ±``max_shift`` pixels (paper 001: 120).
+    flips, rot90 : bool
+        Augmentation: random flips / quarter turns (non-square crops: half turns only).
+    scale_range : (float, float)
+        Augmentation: intensity multiplier range (log-uniform). LCN ignores it by construction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xtalscreen.io.frame import Frame
+    >>> cfg = PreprocessConfig(bin=2, crop=(64, 64), contrast="lcn")
+    >>> f = Frame(np.random.default_rng(0).poisson(3.0, (200, 180)), beam_center=(90.0, 100.0))
+    >>> cfg.apply(f).shape
+    (1, 64, 64)
+    >>> PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    bin: int = 2
+    crop: tuple[int, int] = (720, 720)
+    center: str = "beam"
+    contrast: str = "lcn"
+    lcn_window: int = 9
+    lcn_eps: float = 1e-3
+    linear_percentile: float = 99.5
+    bin_reduce: str = "sum"
+    channels: int = 1
+    max_shift: int = 120
+    flips: bool = True
+    rot90: bool = True
+    scale_range: tuple[float, float] = (0.8, 1.25)
+
+    def __post_init__(self) -> None:
+        _pos_int("bin", self.bin)
+        crop = self.crop
+        if np.isscalar(crop):
+            crop = (crop, crop)
+        if len(crop) != 2:
+            raise ParameterError(f"crop must be (height, width) in pixels, got {self.crop!r}")
+        object.__setattr__(self, "crop", (_pos_int("crop height", crop[0]), _pos_int("crop width", crop[1])))
+        if self.center not in ("beam", "image"):
+            raise ParameterError(f"center must be 'beam' or 'image', got {self.center!r}")
+        if self.contrast not in CONTRASTS:
+            raise ParameterError(f"contrast must be one of {', '.join(CONTRASTS)}; got {self.contrast!r}")
+        w = _pos_int("lcn_window", self.lcn_window)
+        if w % 2 == 0:
+            raise ParameterError(f"lcn_window must be odd (pixels), got {w}")
+        object.__setattr__(self, "lcn_eps", check_positive("lcn_eps", self.lcn_eps))
+        lp = check_positive("linear_percentile", self.linear_percentile)
+        if lp > 100:
+            raise ParameterError(f"linear_percentile must be in (0, 100], got {self.linear_percentile!r}")
+        object.__setattr__(self, "linear_percentile", lp)
+        if self.bin_reduce not in ("sum", "mean"):
+            raise ParameterError(f"bin_reduce must be 'sum' or 'mean', got {self.bin_reduce!r}")
+        _pos_int("channels", self.channels)
+        _pos_int("max_shift", self.max_shift, minimum=0)
+        try:
+            sr = tuple(float(v) for v in self.scale_range)
+        except (TypeError, ValueError):
+            sr = ()
+        if len(sr) != 2 or not (0 < sr[0] <= sr[1] < float("inf")):
+            raise ParameterError("scale_range must be (low, high) with 0 < low <= high, "
+                                 f"got {self.scale_range!r}")
+        object.__setattr__(self, "scale_range", sr)
+        object.__setattr__(self, "flips", bool(self.flips))
+        object.__setattr__(self, "rot90", bool(self.rot90))
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def ke2018(cls, **changes: Any) -> "PreprocessConfig":
+        """Paper 001: 2 x 2 binning, 720 x 720 beam-centred crop, LCN, ±120 px random crops."""
+        return cls(**{"bin": 2, "crop": (720, 720), "contrast": "lcn", "max_shift": 120, **changes})
+
+    @classmethod
+    def li2018(cls, **changes: Any) -> "PreprocessConfig":
+        """Paper 003: no binning, 350 x 350 centre crop (raw intensities)."""
+        return cls(**{"bin": 1, "crop": (350, 350), "contrast": "none", **changes})
+
+    @classmethod
+    def deepfreak(cls, **changes: Any) -> "PreprocessConfig":
+        """Paper 002: 512 x 512 images (DiffraNet size), intensities rescaled to [0, 1]."""
+        return cls(**{"bin": 1, "crop": (512, 512), "contrast": "linear",
+                      "linear_percentile": 100.0, **changes})
+
+    # ------------------------------------------------------------------ (de)serialisation
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every tensor :meth:`apply` returns."""
+        return (self.channels, self.crop[0], self.crop[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists) with a ``schema`` version."""
+        d: dict[str, Any] = {"schema": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessConfig":
+        """Inverse of :meth:`to_dict`; unknown keys or a newer schema raise ParameterError."""
+        if not isinstance(d, dict):
+            raise ParameterError(f"preprocessing settings must be a dict, got {type(d).__name__}")
+        d = dict(d)
+        schema = d.pop("schema", SCHEMA_VERSION)
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise ParameterError(
+                f"preprocessing settings have schema {schema!r}, this xtalscreen reads up to "
+                f"{SCHEMA_VERSION}; upgrade xtalscreen to use this model")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ParameterError(f"unknown preprocessing settings {unknown}; known: {sorted(names)}")
+        for key in ("crop", "scale_range"):
+            if key in d and isinstance(d[key], list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "PreprocessConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ application
+    def _frame_center(self, frame, image_shape) -> tuple[float, float]:
+        h, w = image_shape
+        if self.center == "image":
+            return (w / 2.0, h / 2.0)
+        if frame.beam_center is not None:
+            return frame.beam_center
+        if frame.geometry is not None:
+            return frame.geometry.beam_center_px(tuple(frame.data.shape))
+        warnings.warn(f"{frame.label}: no beam centre in the frame or its geometry; cropping "
+                      "around the image centre instead", stacklevel=3)
+        return (w / 2.0, h / 2.0)
+
+    def apply(self, frame, *, rng=None, augment: bool = False) -> np.ndarray:
+        """Turn a :class:`~xtalscreen.io.frame.Frame` into a ``(C, H, W)`` float32 tensor.
+
+        Parameters
+        ----------
+        frame : Frame
+            Any detector shape: 2-D, or multi-panel with geometry (assembled first).
+        rng : int, numpy.random.Generator or None, keyword-only
+            Randomness of the augmentation (ignored unless ``augment``).
+        augment : bool, keyword-only
+            Draw a random crop shift, flips, quarter turns and intensity scale.
+
+        Returns
+        -------
+        ndarray of float32, shape :attr:`output_shape`
+        """
+        image, mask = frame.assembled()
+        center = self._frame_center(frame, image.shape)
+        return self.apply_array(image, mask=mask, center=center, rng=rng, augment=augment)
+
+    def apply_batch(self, frames, *, rng=None, augment: bool = False,
+                    workers: int = 1) -> np.ndarray:
+        """Preprocess several frames into one ``(N, C, H, W)`` float32 array.
+
+        Each frame gets its own child generator of ``rng`` (``Generator.spawn``), so the result
+        is the same for any ``workers``. ``workers > 1`` runs frames in threads (binning and
+        LCN release the GIL). Errors are raised as they are (the caller decides whether a bad
+        frame is skipped).
+
+        Parameters
+        ----------
+        frames : sequence of Frame
+        rng : int, numpy.random.Generator or None, keyword-only
+        augment : bool, keyword-only
+        workers : int, keyword-only
+            Threads to use (>= 1).
+        """
+        frames = list(frames)
+        workers = _pos_int("workers", workers)
+        out = np.empty((len(frames),) + self.output_shape, dtype=np.float32)
+        if not frames:
+            return out
+        rngs = np.random.default_rng(rng).spawn(len(frames)) if augment else [None] * len(frames)
+
+        def one(i: int) -> None:
+            out[i] = self.apply(frames[i], rng=rngs[i], augment=augment)
+
+        if workers == 1 or len(frames) == 1:
+            for i in range(len(frames)):
+                one(i)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=min(workers, len(frames))) as pool:
+                list(pool.map(one, range(len(frames))))
+        return out
+
+    def apply_array(self, image, *, mask=None, center: tuple[float, float] | None = None,
+                    rng=None, augment: bool = False) -> np.ndarray:
+        """Same as :meth:`apply` for a bare 2-D image; ``center`` = (fs, ss) in unbinned pixels
+        (default: the image centre)."""
+        img = np.asarray(image)
+        if img.ndim != 2:
+            raise ParameterError(f"image must be 2-D (H, W), got shape {img.shape}; assemble "
+                                 "multi-panel data first (Frame.assembled())")
+        if center is None:
+            center = (img.shape[1] / 2.0, img.shape[0] / 2.0)
+        binned, bmask = bin_image(img, self.bin, mask=mask, reduce=self.bin_reduce)
+        c = (float(center[0]) / self.bin, float(center[1]) / self.bin)
+        aug = IDENTITY
+        if augment:
+            aug = sample_augmentation(rng, max_shift=self.max_shift, flips=self.flips,
+                                      rot90=self.rot90, scale_range=self.scale_range,
+                                      square=self.crop[0] == self.crop[1])
+        crop, cmask = center_crop(binned, self.crop, center=c, mask=bmask, shift=aug.shift)
+        if aug.scale != 1.0:
+            crop = scale_intensity(crop, aug.scale)
+        out = apply_contrast(crop, self.contrast, mask=cmask, window=self.lcn_window,
+                             eps=self.lcn_eps, white_percentile=self.linear_percentile)
+        out = flip_rotate(out, aug)
+        if self.channels == 1:
+            return out[None].astype(np.float32, copy=False)
+        return np.repeat(out[None], self.channels, axis=0).astype(np.float32, copy=False)
