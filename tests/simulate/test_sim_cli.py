@@ -1,0 +1,57 @@
+"""``xtalscreen simulate`` command line."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from xtalscreen.cli import main
+
+
+def test_simulate_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "xtalscreen simulate --preset diffranet" in out and "--workers" in out
+
+
+def test_simulate_writes_a_dataset(tmp_path, capsys):
+    out = tmp_path / "ds"
+    rc = main(["simulate", "--preset", "diffranet", "--n", "3", "--out", str(out), "--seed", "2",
+               "--classes", "weak,strong,no-crystal", "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "wrote 3 frames" in text and "DiffraNet classes" in text
+    with open(out / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["diffranet_class"] for r in rows) == ["no-crystal", "strong", "weak"]
+    # rerun: everything resumed
+    assert main(["simulate", "--preset", "diffranet", "--n", "3", "--out", str(out), "--seed", "2",
+                 "--classes", "weak,strong,no-crystal", "--no-progress"]) == 0
+    assert "1 resumed" in capsys.readouterr().out
+
+
+def test_simulate_list_presets(capsys):
+    assert main(["simulate", "--list-presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("diffranet", "cspad", "rayonix_mx340", "pilatus6m", "eiger16m", "jungfrau4m"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--preset", "nope", "--n", "2"], "unknown preset 'nope'"),
+    (["--n", "2", "--split", "1,2"], "split"),
+    (["--n", "2", "--classes", "superb"], "classes"),
+])
+def test_simulate_errors_are_one_line(tmp_path, capsys, argv, match):
+    rc = main(["simulate", "--out", str(tmp_path / "o"), "--no-progress"] + argv)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xtalscreen simulate: error:") and match in err and err.count("\n") == 1
+
+
+def test_simulate_needs_out(capsys):
+    assert main(["simulate", "--n", "2"]) == 1
+    assert "--out" in capsys.readouterr().err
