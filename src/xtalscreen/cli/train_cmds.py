@@ -1,0 +1,258 @@
+"""``xtalscreen train``, ``xtalscreen evaluate`` and ``xtalscreen tune``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from xtalscreen.cli import add_command
+from xtalscreen.errors import ParameterError
+
+_DATA_HELP = ("dataset: a folder with labels.csv (xtalscreen simulate / label output), a "
+              "DiffraNet-style <split>/<class>/ tree, a labels .csv, or an (id)h5 file with --annotations")
+
+
+def _kv(items) -> dict:
+    """``["a=1", "b=x,y"]`` -> {"a": 1, "b": "x,y"} (values parsed as JSON when they can be)."""
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise ParameterError(f"expected KEY=VALUE, got {it!r}")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub, "train", help="train a frame classifier (hit/maybe/miss, DiffraNet classes, or hit/miss)",
+        description="Train a CNN on labelled frames with class-balanced mini-batches, SGD with momentum "
+                    "(or AdamW) and paper 001's exponential learning-rate decay; checkpoints (last.pt, "
+                    "best.pt), metrics.jsonl and train.json go to --out.",
+        examples="  xtalscreen simulate --preset cspad --n 2000 --out sim/\n"
+                 "  xtalscreen train --data sim/ --model ke2018 --target ke --epochs 120 --out runs/ke/\n"
+                 "  xtalscreen train --data sim/ --model li2018 --target binary --optimizer adamw --lr 1e-3 "
+                 "--schedule step --out runs/li/\n"
+                 "  xtalscreen train --data run7.h5 --annotations run7.labels.csv --out runs/r7/\n"
+                 "  xtalscreen train --data sim/ --out runs/ke/ --resume runs/ke/last.pt --epochs 200")
+    p.add_argument("--data", required=True, help=_DATA_HELP)
+    p.add_argument("--annotations", help="annotation file for an HDF5 --data (frame label [split] per line)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
+    p.add_argument("--model", default="ke2018", help="registered model (xtalscreen.models.list_models())")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument, repeatable "
+                   "(e.g. widths=[8,16,32,64], topology=3)")
+    p.add_argument("--target", default="ke", choices=["ke", "diffranet", "binary"],
+                   help="label scheme: ke = hit/maybe/miss, diffranet = 5 classes, binary = hit/miss")
+    p.add_argument("--img-size", type=int, help="network input edge in pixels after binning "
+                   "(default: the model's; ke2018 720)")
+    p.add_argument("--preprocess", action="append", metavar="KEY=VALUE",
+                   help="preprocessing override, repeatable (e.g. bin=1, contrast=linear, max_shift=60)")
+    p.add_argument("--epochs", type=int, default=120)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batches-per-epoch", type=int, default=100, help="0 = one pass over the data")
+    p.add_argument("--no-balance", action="store_true", help="plain shuffled batches instead of class-balanced")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    p.add_argument("--lr-end", type=float, default=1e-4, help="final learning rate (exponential schedule)")
+    p.add_argument("--schedule", default="exponential", choices=["exponential", "step", "constant"])
+    p.add_argument("--step-size", type=int, default=10, help="epochs between step decays")
+    p.add_argument("--gamma", type=float, default=0.1, help="step decay factor")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--no-augment", action="store_true", help="no random crops/flips/turns/scaling")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--resume", help="continue from a last.pt written by an earlier run of the same settings")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
+
+    e = add_command(
+        sub, "evaluate", help="evaluate a trained model: metrics, confusion matrices, ROC, calibration",
+        description="Run a checkpoint over a labelled dataset and write a report folder: metrics.json, "
+                    "report.md (tables), confusion/ROC/reliability PNGs, predictions.csv, and optionally "
+                    "saliency maps and a t-SNE embedding of the features.",
+        examples="  xtalscreen evaluate --model runs/ke/best.pt --data sim/ --split test --out reports/ke/\n"
+                 "  xtalscreen evaluate --model runs/ke/best.pt --data sim/ --saliency 8 --embedding --out rep/\n"
+                 "  xtalscreen evaluate --model runs/li/best.pt --data run7.h5 --annotations run7.labels.csv "
+                 "--split all --out rep7/")
+    e.add_argument("--model", required=True, help="checkpoint (best.pt / last.pt)")
+    e.add_argument("--data", required=True, help=_DATA_HELP)
+    e.add_argument("--annotations", help="annotation file for an HDF5 --data")
+    e.add_argument("--split", default="test", help="train, val, test or all")
+    e.add_argument("--out", required=True, help="report folder")
+    e.add_argument("--min-tpr", type=float, default=0.8, help="ROC operating point: lowest TPR allowed")
+    e.add_argument("--saliency", type=int, default=0, metavar="N", help="draw N saliency maps")
+    e.add_argument("--embedding", action="store_true", help="draw a t-SNE embedding of the features")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=run_evaluate)
+
+    t = add_command(
+        sub, "tune", help="search topology and hyperparameters (Optuna + Hyperband pruning)",
+        description="Optuna TPE search over learning rate, momentum, weight decay, batch size and the "
+                    "model's topology, pruning poor trials by validation accuracy per epoch (Hyperband). "
+                    "With --storage the study is saved and a repeated command resumes it. Prints and "
+                    "saves (results.md/json) the results table.",
+        examples="  xtalscreen tune --data sim/ --model ke2018 --epochs 20 --trials 30 "
+                 "--storage sqlite:///tune.db --out tune/\n"
+                 "  xtalscreen tune --data diffranet/ --model deepfreak --target diffranet --trials 50 --out tune-df/")
+    t.add_argument("--data", required=True, help=_DATA_HELP)
+    t.add_argument("--annotations")
+    t.add_argument("--out", required=True)
+    t.add_argument("--model", default="ke2018")
+    t.add_argument("--model-arg", action="append", metavar="KEY=VALUE")
+    t.add_argument("--target", default="ke", choices=["ke", "diffranet", "binary"])
+    t.add_argument("--img-size", type=int)
+    t.add_argument("--preprocess", action="append", metavar="KEY=VALUE")
+    t.add_argument("--epochs", type=int, default=20, help="maximum epochs (budget) per trial")
+    t.add_argument("--batches-per-epoch", type=int, default=100)
+    t.add_argument("--trials", type=int, default=20, help="total trials in the study")
+    t.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///tune.db (resumable)")
+    t.add_argument("--study-name", default="xtalscreen-tune")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--workers", type=int, default=0)
+    t.set_defaults(func=run_tune)
+
+    s = add_command(
+        sub, "study", help="paper 001's studies: cross-dataset matrix and training-set size",
+        description="cross-dataset: train on each detector preset of a mixed simulated dataset and test on "
+                    "every preset (paper 001 Tables 4-6), plus train-on-the-others/test-on-the-held-out-one. "
+                    "size: test accuracy against the number of training frames (Table 7). Prints the tables "
+                    "and writes study.md/study.json under --out.",
+        examples="  xtalscreen simulate --preset cspad,pilatus6m,eiger16m --n 6000 --out mix/\n"
+                 "  xtalscreen study cross-dataset --data mix/ --epochs 30 --img-size 360 "
+                 "--preprocess bin=4 --out studies/cross/\n"
+                 "  xtalscreen study size --data mix/ --sizes 100,300,1000,3000 --out studies/size/")
+    s.add_argument("kind", choices=["cross-dataset", "size"])
+    s.add_argument("--data", required=True, help=_DATA_HELP)
+    s.add_argument("--out", required=True)
+    s.add_argument("--presets", help="comma-separated presets to use (cross-dataset; default all)")
+    s.add_argument("--no-held-out", action="store_true", help="skip the train-on-the-others rows")
+    s.add_argument("--sizes", default="100,300,1000", help="training-set sizes (size study)")
+    s.add_argument("--model", default="ke2018")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE")
+    s.add_argument("--target", default="ke", choices=["ke", "diffranet", "binary"])
+    s.add_argument("--img-size", type=int)
+    s.add_argument("--preprocess", action="append", metavar="KEY=VALUE")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--batches-per-epoch", type=int, default=100)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=0.1)
+    s.add_argument("--lr-end", type=float, default=1e-4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--workers", type=int, default=0)
+    s.set_defaults(func=run_study, annotations=None)
+
+
+def _config(args, **extra):
+    from xtalscreen.train.loop import TrainConfig
+
+    bpe = getattr(args, "batches_per_epoch", 100)
+    return TrainConfig(
+        model=args.model, model_kwargs=_kv(args.model_arg), img_size=args.img_size,
+        preprocess=_kv(args.preprocess), target=args.target, epochs=args.epochs,
+        batches_per_epoch=bpe or None, seed=args.seed, device=args.device, workers=args.workers, **extra)
+
+
+def _load(args, target):
+    from xtalscreen.train.datasets import load_labels
+
+    data = load_labels(args.data, target=target, annotations=args.annotations)
+    for line in data.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    return data
+
+
+def run_train(args) -> int:
+    from xtalscreen.train.checkpoint import read_checkpoint
+    from xtalscreen.train.loop import TrainConfig, train
+
+    if args.resume:
+        old = read_checkpoint(args.resume)
+        cfg = TrainConfig.from_dict(old["config"]).replace(epochs=args.epochs, device=args.device,
+                                                            workers=args.workers)
+        if args.patience is not None:
+            cfg = cfg.replace(patience=args.patience)
+    else:
+        cfg = _config(args, batch_size=args.batch_size, balanced=not args.no_balance,
+                      optimizer=args.optimizer, lr=args.lr, lr_end=args.lr_end, schedule=args.schedule,
+                      step_size=args.step_size, gamma=args.gamma, momentum=args.momentum,
+                      weight_decay=args.weight_decay, augment=not args.no_augment, patience=args.patience)
+    data = _load(args, cfg.target)
+    tr, va = data.split("train"), data.split("val")
+    print(f"training {cfg.model} ({cfg.target}: {', '.join(data.classes)}) on {len(tr)} frames "
+          f"{tr.class_counts()}, validating on {len(va)}", file=sys.stderr)
+    res = train(cfg, tr, val=va if len(va) else None, out_dir=args.out, resume=args.resume,
+                progress=False if args.no_progress else None, echo=print)
+    for line in res.bad_items:
+        print(f"skipped: {line}", file=sys.stderr)
+    b = res.best
+    print(f"done: {res.epochs_run} epochs in {res.seconds:.1f} s"
+          f"{' (stopped early)' if res.stopped_early else ''}; best val accuracy "
+          f"{b.get('val_accuracy', float('nan')):.4f} at epoch {b.get('epoch', -1) + 1}; "
+          f"{len(res.bad_items)} unreadable frame(s); model: {res.best_path}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from xtalscreen.evaluate.report import evaluate_model
+
+    split = None if args.split in ("all", "") else args.split
+    res = evaluate_model(args.model, args.data, out_dir=args.out, split=split, annotations=args.annotations,
+                         min_tpr=args.min_tpr, saliency=args.saliency, embedding=args.embedding,
+                         batch_size=args.batch_size, device=args.device, workers=args.workers,
+                         progress=False if args.no_progress else None,
+                         report=lambda s: print(s, file=sys.stderr))
+    b = res["binary"]
+    line = (f"{res['n']} frames: accuracy {100 * res['accuracy']:.2f} %; "
+            f"{'+'.join(b['positive'])} vs rest: sensitivity {_pc(b['sensitivity'])}, "
+            f"specificity {_pc(b['specificity'])}")
+    if "roc" in res:
+        line += f", AUC {res['roc']['auc']:.4f}"
+    print(line + f"; {len(res['bad'])} unreadable; report in {args.out}")
+    return 0
+
+
+def _pc(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def run_tune(args) -> int:
+    from xtalscreen.train.tune import tune
+
+    base = _config(args)
+    data = _load(args, base.target)
+    study, table = tune(data.split("train"), data.split("val"), base=base, out_dir=args.out,
+                        n_trials=args.trials, storage=args.storage, study_name=args.study_name,
+                        seed=args.seed, echo=lambda s: print(s, file=sys.stderr))
+    print(table)
+    return 0
+
+
+def run_study(args) -> int:
+    from xtalscreen.evaluate.studies import cross_dataset, training_size
+
+    cfg = _config(args, batch_size=args.batch_size, lr=args.lr, lr_end=args.lr_end)
+    data = _load(args, cfg.target)
+    echo = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.kind == "cross-dataset":
+        presets = [p for p in (args.presets or "").split(",") if p.strip()] or None
+        res = cross_dataset(data, config=cfg, out_dir=args.out, presets=presets,
+                            held_out=not args.no_held_out, echo=echo)
+    else:
+        try:
+            sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+        except ValueError:
+            raise ParameterError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+        res = training_size(data, config=cfg, out_dir=args.out, sizes=sizes, seed=args.seed, echo=echo)
+    print(res["markdown"])
+    return 0

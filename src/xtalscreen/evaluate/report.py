@@ -1,0 +1,298 @@
+"""Evaluate a trained model on a labelled dataset and write a report folder.
+
+:func:`classification_metrics` turns probabilities and labels into the numbers the papers
+report; :func:`evaluate_model` runs a checkpoint over a dataset and writes ``REPORT_DIR``:
+
+- ``metrics.json``: everything below, plus provenance;
+- ``report.md``: the tables in Markdown;
+- ``confusion.png`` (the model's classes), ``confusion_binary.png`` (collapsed),
+  ``roc.png``, ``reliability.png``; optionally ``saliency/*.png`` and ``embedding.png``;
+- ``predictions.csv``: file, frame, true class, predicted class and every probability.
+
+The collapsed binary form is "crystal diffraction or not": for Ke's classes Hit+Maybe vs
+Miss (paper 001 Table 3: the Hit and Maybe probabilities are added, then the larger of the two
+groups wins), for DiffraNet's weak+good+strong vs blank+no-crystal, for binary models
+hit vs miss. Sensitivity and specificity (paper 003) and the ROC (with the threshold at a
+minimum TPR, paper 000) are on that form.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.evaluate import metrics as M
+
+__all__ = ["POSITIVE_GROUPS", "classification_metrics", "evaluate_model", "markdown_report"]
+
+#: Classes counted as "diffraction" (positive) in the collapsed form, per target.
+POSITIVE_GROUPS = {"ke": ("hit", "maybe"), "diffranet": ("weak", "good", "strong"), "binary": ("hit",)}
+
+
+def _groups(classes, target):
+    pos = [i for i, c in enumerate(classes) if c in POSITIVE_GROUPS.get(target, ())]
+    neg = [i for i in range(len(classes)) if i not in pos]
+    if not pos or not neg:
+        raise ParameterError(f"target {target!r} with classes {classes} has no positive/negative split")
+    return pos, neg
+
+
+def _f(v):
+    v = float(v)
+    return None if not np.isfinite(v) else v
+
+
+def classification_metrics(probs, labels, classes, *, target: str, min_tpr: float = 0.8,
+                           n_bins: int = 10, groups=None) -> dict:
+    """All report numbers for probabilities ``(N, K)`` and true labels ``(N,)``.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (N, K)
+    labels : ndarray of int, shape (N,)
+    classes : sequence of str, length K
+    target : str
+        Decides the collapsed binary form (:data:`POSITIVE_GROUPS`).
+    min_tpr : float, keyword-only
+        The ROC operating point is the highest threshold with TPR >= ``min_tpr``.
+    groups : sequence of str, optional
+        A group name per item (e.g. the detector preset): per-group accuracy, sensitivity
+        and specificity.
+    """
+    p = np.asarray(probs, float)
+    y = np.asarray(labels, np.int64)
+    if p.ndim != 2 or len(p) != len(y) or p.shape[1] != len(classes):
+        raise ParameterError(f"probs must be (N, {len(classes)}) with N = len(labels), got {p.shape}")
+    if not len(y):
+        raise InputError("no readable frame to evaluate")
+    k = len(classes)
+    pred = p.argmax(1)
+    cm = M.confusion_matrix(y, pred, n_classes=k)
+    prec, rec = M.precision_recall(cm)
+    pos, neg = _groups(classes, target)
+    pb = M.collapse_probs(p, [pos, neg])
+    yb = np.isin(y, pos).astype(np.int64)          # 1 = diffraction
+    predb = (pb[:, 0] >= pb[:, 1]).astype(np.int64)
+    cmb = M.confusion_matrix(1 - yb, 1 - predb, n_classes=2)  # row/col 0 = positive
+    sens, spec = M.sensitivity_specificity(yb, predb)
+    out = {
+        "n": int(len(y)), "classes": list(classes), "target": target,
+        "accuracy": M.accuracy(y, pred),
+        "confusion": cm.tolist(),
+        "per_class": {c: {"precision": _f(prec[i]), "recall": _f(rec[i]), "support": int(cm[i].sum())}
+                      for i, c in enumerate(classes)},
+        "binary": {"positive": [classes[i] for i in pos], "negative": [classes[i] for i in neg],
+                   "confusion": cmb.tolist(), "accuracy": M.accuracy(yb, predb),
+                   "sensitivity": _f(sens), "specificity": _f(spec)},
+    }
+    if 0 < yb.sum() < len(yb):
+        fpr, tpr, thr = M.roc_curve(yb, pb[:, 0])
+        t, tp, fp = M.threshold_at_tpr(fpr, tpr, thr, min_tpr=min_tpr)
+        s2, c2 = M.sensitivity_specificity(yb, (pb[:, 0] >= t).astype(np.int64))
+        out["roc"] = {"auc": M.auc(fpr, tpr), "min_tpr": min_tpr, "threshold": _f(t),
+                      "tpr": tp, "fpr": fp, "sensitivity": _f(s2), "specificity": _f(c2),
+                      "curve": {"fpr": fpr.tolist(), "tpr": tpr.tolist()}}
+    rel = M.reliability(p, y, n_bins=n_bins)
+    out["calibration"] = {"ece": M.expected_calibration_error(p, y, n_bins=n_bins),
+                          "bins": {"edges": rel["edges"].tolist(),
+                                   "confidence": [_f(v) for v in rel["confidence"]],
+                                   "accuracy": [_f(v) for v in rel["accuracy"]],
+                                   "count": rel["count"].tolist()}}
+    if groups is not None:
+        g = np.asarray([str(v) for v in groups])
+        per = {}
+        for name in sorted(set(g)):
+            m = g == name
+            s, c = M.sensitivity_specificity(yb[m], predb[m])
+            per[name] = {"n": int(m.sum()), "accuracy": M.accuracy(y[m], pred[m]),
+                         "sensitivity": _f(s), "specificity": _f(c)}
+        if len(per) > 1 or (per and "" not in per):
+            out["per_group"] = per
+    return out
+
+
+def _pct(v) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{100 * v:.2f} %"
+
+
+def _cm_table(cm, classes) -> list[str]:
+    head = "| true \\ predicted | " + " | ".join(classes) + " | recall |"
+    lines = [head, "|" + "---|" * (len(classes) + 2)]
+    for i, c in enumerate(classes):
+        row = cm[i]
+        rec = row[i] / sum(row) if sum(row) else float("nan")
+        lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + f" | {_pct(rec)} |")
+    col = np.asarray(cm).sum(0)
+    lines.append("| precision | " + " | ".join(_pct(cm[j][j] / col[j] if col[j] else float("nan"))
+                                               for j in range(len(classes))) + " | |")
+    return lines
+
+
+def markdown_report(m: dict, *, title: str = "Evaluation") -> str:
+    """The report tables (Markdown) of a :func:`classification_metrics` result."""
+    b = m["binary"]
+    lines = [f"# {title}", "", f"{m['n']} frames, target `{m['target']}`; accuracy **{_pct(m['accuracy'])}**.", "",
+             f"## Confusion matrix ({len(m['classes'])} classes)", "", *_cm_table(m["confusion"], m["classes"]), "",
+             f"## Collapsed: {' + '.join(b['positive'])} vs {' + '.join(b['negative'])}", "",
+             *_cm_table(b["confusion"], ["+".join(b["positive"]), "+".join(b["negative"])]), "",
+             "| accuracy | sensitivity | specificity |", "|---|---|---|",
+             f"| {_pct(b['accuracy'])} | {_pct(b['sensitivity'])} | {_pct(b['specificity'])} |", ""]
+    if "roc" in m:
+        r = m["roc"]
+        lines += ["## ROC", "", f"AUC {r['auc']:.4f}. Threshold on P({'+'.join(b['positive'])}) at TPR >= "
+                  f"{r['min_tpr']}: **{r['threshold']:.4g}** (TPR {r['tpr']:.4f}, FPR {r['fpr']:.4f}; "
+                  f"sensitivity {_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])}).", ""]
+    lines += ["## Calibration", "", f"Expected calibration error {m['calibration']['ece']:.4f} "
+              f"({len(m['calibration']['bins']['count'])} bins).", ""]
+    if "per_group" in m:
+        lines += ["## Per group", "", "| group | n | accuracy | sensitivity | specificity |", "|---|---|---|---|---|"]
+        for g, v in m["per_group"].items():
+            lines.append(f"| {g} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['sensitivity'])} | "
+                         f"{_pct(v['specificity'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", annotations=None,
+                   min_tpr: float = 0.8, saliency: int = 0, embedding: bool = False,
+                   batch_size: int = 64, device: str = "auto", workers: int = 0,
+                   progress: bool | None = None, max_embedding: int = 1000, rng=0,
+                   report=None) -> dict:
+    """Run a checkpoint over a dataset and write the report folder (module docstring).
+
+    Parameters
+    ----------
+    model_path : path
+        Checkpoint from ``xtalscreen train``.
+    data : path
+        Dataset in any layout of :func:`xtalscreen.train.datasets.load_labels`.
+    out_dir : path, keyword-only
+    split : str or None, keyword-only
+        Split to evaluate (None: every frame).
+    saliency : int, keyword-only
+        Number of saliency maps to draw (spread over the classes).
+    embedding : bool, keyword-only
+        Draw the t-SNE embedding of the features (at most ``max_embedding`` frames).
+    report : callable, keyword-only
+        Receives one line per unreadable frame.
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``.
+    """
+    from xtalscreen.evaluate import plots
+    from xtalscreen.train.checkpoint import load_model
+    from xtalscreen.train.datasets import FrameDataset, load_labels
+    from xtalscreen.train.loop import predict, resolve_device
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    model, pp, meta = load_model(model_path, device=dev)
+    target = meta["target"]
+    ds = load_labels(data, target=target, split=split, annotations=annotations)
+    if tuple(ds.classes) != tuple(meta["classes"]):
+        raise InputError(f"model classes {meta['classes']} differ from the target's {list(ds.classes)}",
+                         path=str(model_path))
+    fd = FrameDataset(ds, pp)
+    probs, labels = predict(model, fd, batch_size=batch_size, device=dev, workers=workers,
+                            progress=progress)
+    ok = labels >= 0
+    bad = [fd.bad.get(int(i), f"{ds.files[i]} (frame {int(ds.frames[i])}): unreadable")
+           for i in np.flatnonzero(~ok)]
+    for line in bad:
+        (report or (lambda s: None))(line)
+    groups = [m.get("preset", "") for m in ds.meta] if ds.meta else None
+    res = classification_metrics(probs[ok], labels[ok], ds.classes, target=target, min_tpr=min_tpr,
+                                 groups=None if groups is None else np.asarray(groups)[ok])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.confusion_png(np.array(res["confusion"]), ds.classes, out / "confusion.png",
+                        title=f"confusion matrix ({target})")
+    b = res["binary"]
+    plots.confusion_png(np.array(b["confusion"]), ["+".join(b["positive"]), "+".join(b["negative"])],
+                        out / "confusion_binary.png", title="collapsed")
+    if "roc" in res:
+        r = res["roc"]
+        plots.roc_png(r["curve"]["fpr"], r["curve"]["tpr"], out / "roc.png", auc=r["auc"],
+                      point=(r["fpr"], r["tpr"], r["threshold"]),
+                      title=f"ROC: {'+'.join(b['positive'])} vs rest")
+    cal = res["calibration"]["bins"]
+    plots.reliability_png({k: np.array(v, dtype=float) for k, v in cal.items()}, out / "reliability.png",
+                          ece=res["calibration"]["ece"])
+    _write_predictions(out / "predictions.csv", ds, probs, labels)
+    idx_ok = np.flatnonzero(ok)
+    if saliency:
+        res["saliency"] = _saliency(model, fd, idx_ok, labels, ds.classes, int(saliency), out / "saliency")
+    if embedding:
+        res["embedding"] = _embedding(model, fd, idx_ok, labels, ds.classes, max_embedding, rng,
+                                      out / "embedding.png")
+    res["bad"] = bad
+    res["provenance"] = {"model": str(model_path), "model_name": meta["model_name"],
+                         "model_epoch": meta.get("epoch"), "data": str(data), "split": split,
+                         "device": str(dev), "seconds": round(time.perf_counter() - t0, 3),
+                         "xtalscreen": meta.get("xtalscreen_version")}
+    (out / "metrics.json").write_text(json.dumps(res, indent=1))
+    (out / "report.md").write_text(markdown_report(res, title=f"Evaluation of {Path(model_path).name} "
+                                                              f"on {Path(str(data)).name} ({split or 'all'})"))
+    fd.close()
+    return res
+
+
+def _write_predictions(path: Path, ds, probs, labels) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "frame", "true", "predicted"] + [f"p_{c}" for c in ds.classes])
+        for i in range(len(ds)):
+            if labels[i] < 0:
+                w.writerow([ds.files[i], int(ds.frames[i]), "", "unreadable"] + [""] * len(ds.classes))
+                continue
+            w.writerow([ds.files[i], int(ds.frames[i]), ds.classes[labels[i]], ds.classes[int(probs[i].argmax())]]
+                       + [f"{v:.6f}" for v in probs[i]])
+
+
+def _spread(idx, labels, n):
+    """Up to ``n`` item indices taken round-robin over the classes."""
+    by = [list(idx[labels[idx] == c]) for c in np.unique(labels[idx])]
+    out = []
+    while len(out) < n and any(by):
+        for lst in by:
+            if lst and len(out) < n:
+                out.append(lst.pop(0))
+    return out
+
+
+def _saliency(model, fd, idx, labels, classes, n, folder: Path) -> list[str]:
+    import torch
+
+    from xtalscreen.evaluate.saliency import saliency_map, saliency_png
+
+    files = []
+    for j, i in enumerate(_spread(idx, labels, n)):
+        x, y, _ = fd[int(i)]
+        sal = saliency_map(model, x[None], target=[y])[0]
+        with torch.no_grad():
+            p = torch.softmax(model(x[None].to(next(model.parameters()).device)), 1)[0].cpu().numpy()
+        name = folder / f"{j:03d}_{classes[y]}.png"
+        saliency_png(x[0].numpy(), sal, name,
+                     caption=f"true {classes[y]}, predicted {classes[int(p.argmax())]} ({p.max():.2f})")
+        files.append(name.name)
+    return files
+
+
+def _embedding(model, fd, idx, labels, classes, n, rng, path: Path) -> dict:
+    from xtalscreen.evaluate.embedding import features, tsne_2d
+    from xtalscreen.evaluate.plots import scatter_png
+
+    pick = np.asarray(_spread(idx, labels, n))
+    if len(pick) < 3:
+        return {"skipped": "fewer than 3 readable frames"}
+    x = np.stack([fd[int(i)][0].numpy() for i in pick])
+    xy = tsne_2d(features(model, x), rng=rng)
+    scatter_png(xy, labels[pick], classes, path, title="t-SNE of the model's features")
+    return {"file": path.name, "n": int(len(pick))}

@@ -1,0 +1,487 @@
+"""The training loop: one config dataclass, one function you can read in one sitting.
+
+:func:`train` runs, per epoch: **lr** (set from the schedule) -> **train** (class-balanced
+mini-batches, augmentation, SGD/AdamW step) -> **eval** (validation accuracy and loss) ->
+**checkpoint** (``last.pt`` every epoch, ``best.pt`` on a new best validation accuracy) ->
+**log** (one JSON line in ``metrics.jsonl``) -> **early stop** (``patience`` epochs without
+improvement). At the end ``train.json`` holds the final metrics and provenance.
+
+Reproducibility: with the same seed a CPU run gives the same weights bit for bit: the batch
+order depends on ``(seed, epoch)``, the augmentation of item ``i`` on ``(seed, epoch, i)``, and
+the torch RNG (weight init, dropout) is seeded and saved in every checkpoint, so a run resumed
+from ``last.pt`` continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from xtalscreen.errors import InputError, ParameterError, check_positive
+from xtalscreen.train.datasets import TARGETS, FrameDataset, LabelledSet, check_target
+from xtalscreen.train.schedules import SCHEDULES, learning_rate
+
+__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "predict", "resolve_device"]
+
+log = logging.getLogger("xtalscreen.train")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved in every checkpoint).
+
+    Defaults follow paper 001: ``ke2018``, 64 images per balanced mini-batch, 100 batches per
+    epoch, 120 epochs, SGD with momentum, learning rate 0.1 decaying exponentially to 0.0001.
+
+    Attributes
+    ----------
+    model : str
+        Registered model name (:func:`xtalscreen.models.list_models`).
+    model_kwargs : dict
+        Architecture arguments (``num_classes`` is set from the target).
+    img_size : int or None
+        Network input edge (pixels after binning); sets both the model's ``img_size`` and the
+        preprocessing crop. None: the model's default (720 for ke2018).
+    preprocess : dict
+        Overrides of the model's :class:`~xtalscreen.preprocess.PreprocessConfig` (e.g.
+        ``{"bin": 1, "max_shift": 20}``).
+    target : {"ke", "diffranet", "binary"}
+    epochs, batch_size : int
+    batches_per_epoch : int or None
+        None: one pass over the training items.
+    balanced : bool
+        Class-balanced mini-batches (paper 001).
+    optimizer : {"sgd", "adamw"}
+    lr, lr_end : float
+        Start and end (exponential schedule) learning rate.
+    schedule : {"exponential", "step", "constant"}
+    step_size, gamma : int, float
+        Step schedule (paper 002: divide by 10 every 10 epochs).
+    momentum, weight_decay : float
+    augment : bool
+        Random crop shift, flips, quarter turns, intensity scale on training items.
+    patience : int or None
+        Stop after this many epochs without a better validation accuracy.
+    seed : int
+    device : str
+        ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` ...
+    workers : int
+        DataLoader worker processes (0 = read in this process).
+    eval_batch_size : int
+    """
+
+    model: str = "ke2018"
+    model_kwargs: dict = field(default_factory=dict)
+    img_size: int | None = None
+    preprocess: dict = field(default_factory=dict)
+    target: str = "ke"
+    epochs: int = 120
+    batch_size: int = 64
+    batches_per_epoch: int | None = 100
+    balanced: bool = True
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    lr_end: float = 1e-4
+    schedule: str = "exponential"
+    step_size: int = 10
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    augment: bool = True
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_target(self.target)
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ParameterError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.batches_per_epoch is not None and (int(self.batches_per_epoch) != self.batches_per_epoch
+                                                   or self.batches_per_epoch < 1):
+            raise ParameterError(f"batches_per_epoch must be an integer >= 1 or None, got "
+                                 f"{self.batches_per_epoch!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ParameterError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        check_positive("lr", self.lr)
+        check_positive("lr_end", self.lr_end)
+        check_positive("gamma", self.gamma)
+        if not 0 <= self.momentum < 1:
+            raise ParameterError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            raise ParameterError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.patience is not None and (int(self.patience) != self.patience or self.patience < 1):
+            raise ParameterError(f"patience must be an integer >= 1 (epochs) or None, got {self.patience!r}")
+        if int(self.workers) != self.workers or self.workers < 0:
+            raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}")
+        if self.img_size is not None and (int(self.img_size) != self.img_size or self.img_size < 8):
+            raise ParameterError(f"img_size must be an integer >= 8 pixels, got {self.img_size!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ParameterError(f"unknown training settings {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    out_dir: str
+    best_path: str
+    last_path: str
+    history: list
+    best: dict
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    bad_items: list
+
+
+def resolve_device(device: str = "auto"):
+    """``auto`` -> CUDA when available, else CPU; other strings as torch takes them."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ParameterError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device 'cuda' asked for but no CUDA GPU is available; use --device auto or cpu")
+    return dev
+
+
+def build_model(config: TrainConfig):
+    """The model and the preprocessing it is trained with (``config`` decides both)."""
+    from xtalscreen.models import create_model
+    from xtalscreen.preprocess import PreprocessConfig
+
+    kw = dict(config.model_kwargs)
+    for k, v in list(kw.items()):
+        if isinstance(v, list):
+            kw[k] = tuple(v)
+    if config.img_size is not None:
+        kw["img_size"] = int(config.img_size)
+    model = create_model(config.model, num_classes=len(TARGETS[config.target]), **kw)
+    pp = PreprocessConfig.from_dict(model.default_cfg["preprocess"])
+    if config.preprocess:
+        over = dict(config.preprocess)
+        pp = PreprocessConfig.from_dict({**pp.to_dict(), **over})
+    want = tuple(model.default_cfg["input_size"])
+    if tuple(pp.output_shape) != want:
+        raise ParameterError(f"preprocessing gives {pp.output_shape} tensors but model "
+                             f"{config.model!r} takes {want}; set img_size instead of the crop")
+    return model, pp
+
+
+def predict(model, dataset: FrameDataset, *, batch_size: int = 64, device="cpu",
+            workers: int = 0, progress: bool | None = False, cache: dict | None = None):
+    """Class probabilities of every item.
+
+    Returns
+    -------
+    probs : ndarray of float32, shape (N, n_classes)
+        Softmax outputs (rows of unreadable items are NaN).
+    labels : ndarray of int, shape (N,)
+        True class, -1 for unreadable items.
+    """
+    import torch
+
+    from xtalscreen.progress import track
+
+    n = len(dataset)
+    probs = np.full((n, model.num_classes), np.nan, dtype=np.float32)
+    labels = np.full(n, -1, dtype=np.int64)
+    model.eval()
+    batches = _eval_batches(dataset, batch_size, workers, cache)
+    with torch.no_grad():
+        for x, y, idx in track(batches, total=math.ceil(n / batch_size), description="evaluating",
+                               enabled=progress):
+            out = torch.softmax(model(x.to(device, non_blocking=True)).float(), dim=1).cpu().numpy()
+            idx = np.asarray(idx)
+            y = np.asarray(y)
+            ok = y >= 0
+            probs[idx[ok]] = out[ok]
+            labels[idx] = y
+    return probs, labels
+
+
+def _eval_batches(dataset, batch_size, workers, cache):
+    """Batches ``(x, y, idx)`` of a fixed dataset; kept in ``cache`` (a dict) when given."""
+    import torch
+
+    if cache is not None and "batches" in cache:
+        yield from cache["batches"]
+        return
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=workers, generator=torch.Generator().manual_seed(0))
+    kept, nbytes = [], 0
+    for b in loader:
+        if cache is not None:
+            nbytes += b[0].numel() * 4
+            if nbytes <= cache.get("max_bytes", 512 * 2**20):
+                kept.append(b)
+        yield b
+    if cache is not None and nbytes <= cache.get("max_bytes", 512 * 2**20):
+        cache["batches"] = kept
+
+
+def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    ok = labels >= 0
+    if not ok.any():
+        return float("nan")
+    return float((probs[ok].argmax(1) == labels[ok]).mean())
+
+
+def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    ok = labels >= 0
+    if not ok.any():
+        return float("nan")
+    p = probs[ok, labels[ok]]
+    return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
+
+
+def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet | None = None,
+          resume=None, progress: bool | None = None,
+          on_epoch: Callable[[int, dict], None] | None = None,
+          echo: Callable[[str], None] | None = None) -> TrainResult:
+    """Train a model on ``data`` (its training items) and checkpoint it into ``out_dir``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    data : LabelledSet
+        Training items (``load_labels(..., split="train")``).
+    out_dir : path, keyword-only
+        Receives ``last.pt``, ``best.pt``, ``metrics.jsonl`` and ``train.json``.
+    val : LabelledSet, keyword-only
+        Validation items (model selection, early stopping); None: training accuracy is used.
+    resume : path, keyword-only
+        A ``last.pt`` of the same configuration (any number of ``epochs``): training goes on
+        from the epoch after it, identically to an uninterrupted run.
+    progress : bool or None, keyword-only
+        Progress bar (None: when stderr is a terminal).
+    on_epoch : callable, keyword-only
+        Called as ``on_epoch(epoch, metrics)`` after each epoch (``xtalscreen tune`` reports to
+        Optuna and may raise to prune).
+    echo : callable, keyword-only
+        Receives one summary line per epoch (e.g. ``print``).
+
+    Returns
+    -------
+    TrainResult
+    """
+    import torch
+
+    from xtalscreen.progress import track
+    from xtalscreen.train.checkpoint import read_checkpoint, save_checkpoint
+    from xtalscreen.train.samplers import BalancedBatchSampler, RandomBatchSampler
+
+    t0 = time.perf_counter()
+    if data.target != config.target:
+        raise ParameterError(f"the data were loaded for target {data.target!r} but the config says "
+                             f"{config.target!r}")
+    if not len(data):
+        raise InputError("no training items", path=data.root)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model, pp = build_model(config)
+    model.to(device)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[dict] = []
+    best = {"epoch": -1, "val_accuracy": -math.inf}
+    start = 0
+    if resume is not None:
+        state = read_checkpoint(resume)
+        _check_resume(state, config, resume)
+        model.load_state_dict(state["state_dict"])
+        if state.get("optimizer") is not None:
+            opt.load_state_dict(state["optimizer"])
+        if state.get("rng") is not None:
+            torch.set_rng_state(state["rng"])
+        history, best, start = list(state["history"]), dict(state["best"]), int(state["epoch"])
+        if (out / "metrics.jsonl").exists():  # drop lines of epochs after the checkpoint
+            keep = [ln for ln in (out / "metrics.jsonl").read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["epoch"] < start]
+            (out / "metrics.jsonl").write_text("".join(k + "\n" for k in keep))
+    elif (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()
+
+    train_set = FrameDataset(data, pp, augment=config.augment, seed=config.seed)
+    val_set = FrameDataset(val, pp, augment=False) if val is not None and len(val) else None
+    sampler_cls = BalancedBatchSampler if config.balanced else RandomBatchSampler
+    sampler = sampler_cls(data.labels, batch_size=config.batch_size,
+                          batches_per_epoch=config.batches_per_epoch, seed=config.seed)
+    # the loader's own generator: it must not draw from the global torch RNG (dropout, init),
+    # or a resumed run (whose validation tensors are not cached yet) would drift
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers,
+                                         pin_memory=device.type == "cuda",
+                                         generator=torch.Generator().manual_seed(config.seed))
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-1)
+    val_cache: dict = {}
+    common = dict(preprocess=pp, classes=data.classes, target=config.target, config=config.to_dict())
+    stopped = False
+    needs_two = _has_batchnorm(model)  # batch norm cannot train on a batch of one
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    epoch = start
+    for epoch in range(start, config.epochs):
+        te = time.perf_counter()
+        # ---- lr: from the schedule, set on every parameter group
+        lr = learning_rate(config.schedule, epoch, epochs=config.epochs, lr=config.lr,
+                           lr_end=config.lr_end, step_size=config.step_size, gamma=config.gamma)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # ---- train: one pass over the epoch's balanced batches
+        model.train()
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for x, y, _ in track(loader, total=len(sampler), description=f"epoch {epoch + 1}/{config.epochs}",
+                             enabled=progress):
+            ok = y >= 0
+            if int(ok.sum()) < (2 if needs_two else 1):
+                continue
+            x, y = x[ok].to(device, non_blocking=True), y[ok].to(device, non_blocking=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        # ---- eval: validation accuracy and loss (no augmentation; tensors cached when small)
+        metrics = {"epoch": epoch, "lr": lr,
+                   "train_loss": loss_sum / seen if seen else float("nan"),
+                   "train_accuracy": correct / seen if seen else float("nan")}
+        if val_set is not None:
+            probs, labels = predict(model, val_set, batch_size=config.eval_batch_size, device=device,
+                                    workers=config.workers, cache=val_cache)
+            metrics["val_accuracy"] = _accuracy(probs, labels)
+            metrics["val_loss"] = _nll(probs, labels)
+        score = metrics.get("val_accuracy", metrics["train_accuracy"])
+        metrics["seconds"] = round(time.perf_counter() - te, 3)
+        history.append(metrics)
+        improved = score > best["val_accuracy"]
+        if improved:
+            best = {"epoch": epoch, "val_accuracy": score,
+                    **{k: v for k, v in metrics.items() if k not in ("epoch", "seconds")}}
+        # ---- checkpoint: last every epoch, best on improvement
+        save_checkpoint(last_path, model, epoch=epoch + 1, optimizer=opt, rng_state=torch.get_rng_state(),
+                        history=history, best=best, **common)
+        if improved:
+            save_checkpoint(best_path, model, epoch=epoch + 1, history=history, best=best, **common)
+        # ---- log: one JSON line per epoch
+        with open(out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        if echo is not None:
+            echo(_line(metrics, config.epochs))
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        # ---- early stop
+        if config.patience is not None and epoch - best["epoch"] >= config.patience:
+            stopped = True
+            break
+    bad = [train_set.bad[i] for i in sorted(train_set.bad)]
+    bad += [f"(validation) {val_set.bad[i]}" for i in sorted(val_set.bad)] if val_set is not None else []
+    train_set.close()
+    if val_set is not None:
+        val_set.close()
+    result = TrainResult(out_dir=str(out), best_path=str(best_path), last_path=str(last_path),
+                         history=history, best=best, epochs_run=len(history), stopped_early=stopped,
+                         seconds=time.perf_counter() - t0, bad_items=bad)
+    _write_sidecar(out / "train.json", result, config, data, val, pp, device)
+    return result
+
+
+def _has_batchnorm(model) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _check_resume(state: dict, config: TrainConfig, path) -> None:
+    old = dict(state.get("config") or {})
+    new = config.to_dict()
+    free = {"epochs", "patience", "workers", "device", "eval_batch_size"}
+    diff = sorted(k for k in set(old) | set(new) if k not in free
+                  and json.dumps(old.get(k), sort_keys=True) != json.dumps(_plain(new.get(k)), sort_keys=True))
+    if diff:
+        raise InputError(f"cannot resume: the checkpoint was trained with other settings ({', '.join(diff)}); "
+                         "resume with the same settings (only epochs, patience, workers, device may change)",
+                         path=str(path))
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _line(m: dict, epochs: int) -> str:
+    s = (f"epoch {m['epoch'] + 1}/{epochs}  lr {m['lr']:.3g}  loss {m['train_loss']:.4f}  "
+         f"train acc {m['train_accuracy']:.3f}")
+    if "val_accuracy" in m:
+        s += f"  val acc {m['val_accuracy']:.3f}  val loss {m['val_loss']:.4f}"
+    return s + f"  ({m['seconds']:.1f} s)"
+
+
+def _write_sidecar(path: Path, result: TrainResult, config: TrainConfig, data: LabelledSet,
+                   val: LabelledSet | None, pp, device) -> None:
+    import torch
+
+    from xtalscreen import __version__
+
+    side = {
+        "final": result.history[-1] if result.history else {},
+        "best": result.best,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "seconds": round(result.seconds, 3),
+        "checkpoints": {"best": result.best_path, "last": result.last_path},
+        "config": config.to_dict(),
+        "preprocess": pp.to_dict(),
+        "classes": list(data.classes),
+        "data": {"train": data.root, "train_items": len(data), "train_counts": data.class_counts(),
+                 "val_items": len(val) if val is not None else 0,
+                 "val_counts": val.class_counts() if val is not None else {}},
+        "bad_items": result.bad_items[:100],
+        "provenance": {"xtalscreen": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                       "python": platform.python_version(), "platform": platform.platform(),
+                       "device": str(device), "threads": torch.get_num_threads(),
+                       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+    path.write_text(json.dumps(side, indent=1, default=str))

@@ -1,0 +1,165 @@
+"""The training loop: a CPU smoke run, bit-reproducibility, resume, checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.train import TrainConfig, load_labels, load_model, read_checkpoint, save_checkpoint, train
+from xtalscreen.train.loop import build_model
+
+FAST = dict(model="ke2018", img_size=32, target="binary", batch_size=16, batches_per_epoch=5,
+            lr=0.05, lr_end=0.005, preprocess={"max_shift": 4})
+
+
+@pytest.fixture(scope="module")
+def splits(sim_dataset):
+    data = load_labels(sim_dataset, target="binary")
+    return data.split("train"), data.split("val")
+
+
+@pytest.fixture(scope="module")
+def smoke(splits, tmp_path_factory):
+    tr, va = splits
+    out = tmp_path_factory.mktemp("smoke")
+    return train(TrainConfig(epochs=12, **FAST), tr, val=va, out_dir=out, progress=False), out
+
+
+def test_smoke_run_learns_an_easy_problem(smoke):
+    res, out = smoke
+    losses = [h["train_loss"] for h in res.history]
+    assert np.mean(losses[-3:]) < 0.5 * losses[0]  # the loss goes down
+    assert res.best["val_accuracy"] >= 0.9  # chance is 0.5
+    assert res.history[0]["lr"] == pytest.approx(0.05) and res.history[-1]["lr"] == pytest.approx(0.005)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["epoch"] for ln in lines] == list(range(12))
+    side = json.loads((out / "train.json").read_text())
+    assert side["config"]["model"] == "ke2018" and side["classes"] == ["hit", "miss"]
+    assert side["data"]["train_items"] == 40 and "torch" in side["provenance"]
+
+
+def test_best_checkpoint_rebuilds_the_model(smoke, splits):
+    res, out = smoke
+    model, pp, meta = load_model(out / "best.pt")
+    assert meta["classes"] == ["hit", "miss"] and meta["target"] == "binary"
+    assert meta["model_name"] == "ke2018" and meta["epoch"] == res.best["epoch"] + 1
+    assert pp.crop == (32, 32) and pp.max_shift == 4
+    assert not model.training
+    from xtalscreen.train import FrameDataset, predict
+    probs, labels = predict(model, FrameDataset(splits[1], pp))
+    assert (probs.argmax(1) == labels).mean() == pytest.approx(res.best["val_accuracy"])
+
+
+def _weights(path):
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_same_seed_same_weights_and_resume_continues_identically(splits, tmp_path):
+    tr, va = splits
+    cfg = TrainConfig(epochs=4, **FAST, model_kwargs={"drop_rate": 0.2})  # dropout uses the torch RNG
+    train(cfg, tr, val=va, out_dir=tmp_path / "a", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, metrics):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, tr, val=va, out_dir=tmp_path / "b", progress=False, on_epoch=interrupt)
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    res = train(cfg, tr, val=va, out_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt", progress=False)
+    assert res.epochs_run == 4
+    a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda ln: {k: v for k, v in json.loads(ln).items() if k != "seconds"}  # noqa: E731
+    assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def test_resume_with_other_settings_is_refused(smoke, splits, tmp_path):
+    _, out = smoke
+    cfg = TrainConfig(epochs=14, **{**FAST, "lr": 0.01})
+    with pytest.raises(InputError, match="other settings \\(lr\\)"):
+        train(cfg, splits[0], out_dir=tmp_path, resume=out / "last.pt", progress=False)
+
+
+def test_early_stopping(splits, tmp_path):
+    tr, va = splits
+    cfg = TrainConfig(epochs=30, patience=1, **{**FAST, "lr": 1e-9, "lr_end": 1e-9, "schedule": "constant"})
+    res = train(cfg, tr, val=va, out_dir=tmp_path, progress=False)
+    assert res.stopped_early and res.epochs_run < 30
+    assert res.epochs_run - 1 - res.best["epoch"] == 1
+
+
+def test_adamw_and_unbalanced_run(splits, tmp_path):
+    cfg = TrainConfig(epochs=1, optimizer="adamw", balanced=False, **{**FAST, "lr": 1e-3})
+    res = train(cfg, splits[0], out_dir=tmp_path, progress=False)
+    assert res.epochs_run == 1 and np.isfinite(res.history[0]["train_loss"])
+    assert "val_accuracy" not in res.history[0]
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(optimizer="adam"), "optimizer"), (dict(epochs=0), "epochs"), (dict(momentum=1.0), "momentum"),
+    (dict(target="hits"), "target"), (dict(schedule="cosine"), "schedule"), (dict(patience=0), "patience"),
+    (dict(img_size=4), "img_size"), (dict(lr=-1), "lr"),
+])
+def test_config_validation(kw, match):
+    with pytest.raises(ParameterError, match=match):
+        TrainConfig(**kw)
+
+
+def test_build_model_checks_preprocess_against_input_size():
+    with pytest.raises(ParameterError, match="set img_size instead"):
+        build_model(TrainConfig(img_size=32, preprocess={"crop": [40, 40]}))
+
+
+def test_load_model_refuses_bad_files(smoke, tmp_path):
+    _, out = smoke
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not an xtalscreen model checkpoint") as exc:
+        load_model(junk)
+    assert str(junk) in str(exc.value)
+    with pytest.raises(InputError, match="model file not found"):
+        load_model(tmp_path / "nope.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="no 'format"):
+        load_model(tmp_path / "other.pt")
+    state = read_checkpoint(out / "best.pt")
+    torch.save({**state, "schema": 99}, tmp_path / "future.pt")
+    with pytest.raises(InputError, match="schema version 99") as exc:
+        load_model(tmp_path / "future.pt")
+    assert "future.pt" in str(exc.value)
+    torch.save({**state, "task": "drop-scoring"}, tmp_path / "drops.pt")
+    with pytest.raises(InputError, match="for task 'drop-scoring'"):
+        load_model(tmp_path / "drops.pt")
+    bad_w = {**state, "state_dict": {k: v[..., :1] if v.ndim else v for k, v in state["state_dict"].items()}}
+    torch.save(bad_w, tmp_path / "badw.pt")
+    with pytest.raises(InputError, match="does not rebuild"):
+        load_model(tmp_path / "badw.pt")
+
+
+def test_save_checkpoint_round_trip(tmp_path):
+    model, pp = build_model(TrainConfig(img_size=32, target="ke"))
+    save_checkpoint(tmp_path / "m.pt", model, preprocess=pp, classes=("hit", "maybe", "miss"), target="ke")
+    m2, pp2, meta = load_model(tmp_path / "m.pt")
+    assert pp2 == pp and meta["epoch"] == 0
+    x = torch.randn(2, 1, 32, 32)
+    model.eval()
+    assert torch.equal(model(x), m2(x))
+
+
+def test_unreadable_training_frames_are_reported_and_skipped(splits, tmp_path):
+    tr, va = splits
+    tr = tr.subset(slice(None))
+    tr.frames = tr.frames.copy()
+    tr.frames[:3] = [997, 998, 999]  # not in the shard
+    res = train(TrainConfig(epochs=2, **FAST), tr, val=va, out_dir=tmp_path, progress=False)
+    assert res.epochs_run == 2 and np.isfinite(res.history[-1]["train_loss"])
+    assert len(res.bad_items) == 3 and all("does not exist" in b for b in res.bad_items)
+    assert len(json.loads((tmp_path / "train.json").read_text())["bad_items"]) == 3
