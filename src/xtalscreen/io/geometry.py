@@ -50,6 +50,9 @@ class Panel:
         Gain of the panel, when known.
     max_adu : float or None
         Saturation level; pixels above are masked by the readers.
+    meta : dict
+        Reader extras kept for round trips (e.g. CrystFEL ``data``, ``dim``, ``mask`` keys, an
+        unresolved ``clen`` HDF5 path); plain JSON types only; not compared.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Panel:
     slab: int | None = None
     adu_per_photon: float | None = None
     max_adu: float | None = None
+    meta: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_fs < self.min_fs or self.max_ss < self.min_ss:
@@ -120,6 +124,8 @@ class DetectorGeometry:
     wavelength: float | None = None  # ångström, when the geometry file gives one
     name: str = ""
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Extras from the geometry source (CrystFEL bad regions, rigid groups ...); not compared.
+    meta: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.panels:
@@ -232,8 +238,10 @@ class DetectorGeometry:
                 flat.append(lin[p.slices()].ravel())
             x = np.concatenate(xs)
             y = np.concatenate(ys)
-            x0 = np.floor(x.min())
-            y0 = np.floor(y.min())
+            # grid origin = outer edge of the extreme pixels (not floored), so a fractional
+            # beam centre stays exact and a monolithic detector assembles to itself
+            x0 = x.min() - 0.5
+            y0 = y.min() - 0.5
             col = np.floor(x - x0).astype(np.int64)
             row = np.floor(y - y0).astype(np.int64)
             out_shape = (int(row.max()) + 1, int(col.max()) + 1)
