@@ -1,0 +1,241 @@
+"""Writing frames: one HDF5 run file (:func:`write_hdf5_run`) or single images (:func:`write_image`).
+
+The run file is NeXus-like and is read back by :func:`xtalscreen.io.open_frames` into the same
+frames (data, mask, metadata)::
+
+    /entry/data/data                 (N, H, W) or (N, P, H, W), float32 unless dtype= is given;
+                                     attribute original_dtype
+    /entry/data/mask                 uint8, nonzero = bad: (H, W) when every frame's mask is
+                                     the same, else (N, H, W) / (N, P, H, W)
+    /entry/data/source               (N,) source file of each frame
+    /entry/data/source_index         (N,) frame index inside that file
+    /entry/data/original_dtype       (N,) dtype each frame had in its source
+    /entry/instrument/beam/incident_wavelength      (N,) Å
+    /entry/instrument/detector/detector_distance    (N,) m
+    /entry/instrument/detector/x_pixel_size         (N,) m
+    /entry/instrument/detector/beam_center_x, _y    (N,) pixels
+    /entry/instrument/detector/count_time           (N,) s
+    /entry/instrument/detector/description          detector name of the first frame
+    /entry/instrument/detector@xtalscreen_geometry  JSON of the first frame's geometry, if any
+
+Unknown values are NaN. The file is written frame by frame (datasets grow along axis 0), so a
+run is never held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.io.frame import Frame
+
+__all__ = ["write_hdf5_run", "write_image", "COMPRESSIONS"]
+
+COMPRESSIONS = ("bitshuffle-lz4", "lz4", "gzip", None)
+
+_PER_FRAME = {
+    "/entry/instrument/beam/incident_wavelength": ("wavelength", "angstrom"),
+    "/entry/instrument/detector/detector_distance": ("distance", "m"),
+    "/entry/instrument/detector/x_pixel_size": ("pixel_size", "m"),
+    "/entry/instrument/detector/count_time": ("exposure", "s"),
+}
+
+
+def _filter(compression):
+    import hdf5plugin
+
+    if compression is None or compression == "none":
+        return {}
+    if compression == "bitshuffle-lz4":
+        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    if compression == "lz4":
+        return dict(hdf5plugin.LZ4())
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    raise ParameterError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+
+
+def _cast(data: np.ndarray, dtype: np.dtype, label: str) -> np.ndarray:
+    if dtype == np.float32:
+        return data
+    if dtype.kind in "iu":
+        finite = np.isfinite(data)
+        info = np.iinfo(dtype)
+        if (not finite.all() or data.min(initial=0) < info.min or data.max(initial=0) > info.max
+                or np.any(data != np.round(data))):
+            raise ParameterError(f"{label}: values do not fit dtype {dtype} exactly (non-integer, "
+                                 "NaN or out of range); write float32 (dtype=None) instead")
+    return data.astype(dtype)
+
+
+def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
+                   compression: str | None = "bitshuffle-lz4", chunk_frames: int = 1,
+                   dtype=None, overwrite: bool = False) -> int:
+    """Write frames into one HDF5 run file, one frame at a time (layout in the module doc).
+
+    Parameters
+    ----------
+    frames : iterable of Frame
+        All of one shape; e.g. ``open_frames("cbf_folder/")``.
+    path : str or path-like
+        Output file (``.h5``); refused if it exists unless ``overwrite``.
+    compression : {"bitshuffle-lz4", "lz4", "gzip", None}, keyword-only
+        Filter of the data and mask datasets (bitshuffle-LZ4 as Eiger/Jungfrau files).
+    chunk_frames : int, keyword-only
+        Frames per HDF5 chunk (1 suits frame-by-frame reading).
+    dtype : numpy dtype, keyword-only
+        Stored dtype; default float32 (exactly what ``Frame.data`` holds). An integer dtype is
+        checked frame by frame to be lossless.
+    overwrite : bool, keyword-only
+
+    Returns
+    -------
+    int
+        Number of frames written.
+    """
+    import h5py
+
+    p = os.fspath(path)
+    if chunk_frames < 1:
+        raise ParameterError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    filt = _filter(compression)
+    dt = np.dtype(np.float32 if dtype is None else dtype)
+    if os.path.exists(p) and not overwrite:
+        raise InputError("output file exists; remove it or pass overwrite=True (--overwrite)", path=p)
+    tmp = p + ".part"
+    n = 0
+    try:
+        with h5py.File(tmp, "w") as f:
+            entry = f.create_group("entry")
+            entry.attrs["NX_class"] = "NXentry"
+            g = entry.create_group("data")
+            g.attrs["NX_class"] = "NXdata"
+            g.attrs["signal"] = "data"
+            inst = entry.create_group("instrument")
+            inst.attrs["NX_class"] = "NXinstrument"
+            det = inst.create_group("detector")
+            det.attrs["NX_class"] = "NXdetector"
+            beam = inst.create_group("beam")
+            beam.attrs["NX_class"] = "NXbeam"
+            str_t = h5py.string_dtype()
+            ds = mask_ds = None
+            first_mask = None
+            shape = None
+            cols: dict[str, h5py.Dataset] = {}
+            for fr in frames:
+                if shape is None:
+                    shape = fr.shape
+                    ds = g.create_dataset("data", shape=(0,) + shape, maxshape=(None,) + shape,
+                                          dtype=dt, chunks=(chunk_frames,) + shape, **filt)
+                    ds.attrs["original_dtype"] = fr.dtype
+                    first_mask = fr.mask.copy()
+                    for name, kind in (("source", str_t), ("source_index", np.int64),
+                                       ("original_dtype", str_t)):
+                        cols["/entry/data/" + name] = g.create_dataset(
+                            name, shape=(0,), maxshape=(None,), dtype=kind, chunks=(1024,))
+                    for key, (_, unit) in _PER_FRAME.items():
+                        cols[key] = f.create_dataset(key, shape=(0,), maxshape=(None,),
+                                                     dtype=np.float64, chunks=(1024,))
+                        cols[key].attrs["units"] = unit
+                    for axis in ("x", "y"):
+                        key = f"/entry/instrument/detector/beam_center_{axis}"
+                        cols[key] = f.create_dataset(key, shape=(0,), maxshape=(None,),
+                                                     dtype=np.float64, chunks=(1024,))
+                        cols[key].attrs["units"] = "pixel"
+                    if fr.detector:
+                        det.create_dataset("description", data=fr.detector, dtype=str_t)
+                    if fr.geometry is not None:
+                        from xtalscreen.io.formats.hdf5 import geometry_to_json
+                        det.attrs["xtalscreen_geometry"] = geometry_to_json(fr.geometry)
+                elif fr.shape != shape:
+                    raise InputError(f"frame shape {fr.shape} differs from the run's {shape}; one "
+                                     "run file holds one detector's frames", path=fr.source or None,
+                                     frame=fr.index)
+                ds.resize(n + 1, axis=0)
+                ds[n] = _cast(fr.data, dt, fr.label)
+                # mask: one copy while constant, per frame from the first change on
+                if mask_ds is None and not np.array_equal(fr.mask, first_mask):
+                    mask_ds = g.create_dataset("mask", shape=(n + 1,) + shape,
+                                               maxshape=(None,) + shape, dtype=np.uint8,
+                                               chunks=(1,) + shape, **filt)
+                    for k in range(n):
+                        mask_ds[k] = first_mask
+                elif mask_ds is not None:
+                    mask_ds.resize(n + 1, axis=0)
+                if mask_ds is not None:
+                    mask_ds[n] = fr.mask
+                for c in cols.values():
+                    c.resize(n + 1, axis=0)
+                cols["/entry/data/source"][n] = fr.source
+                cols["/entry/data/source_index"][n] = fr.index
+                cols["/entry/data/original_dtype"][n] = fr.dtype
+                for key, (attr, _) in _PER_FRAME.items():
+                    v = getattr(fr, attr)
+                    cols[key][n] = np.nan if v is None else v
+                bc = fr.beam_center or (np.nan, np.nan)
+                cols["/entry/instrument/detector/beam_center_x"][n] = bc[0]
+                cols["/entry/instrument/detector/beam_center_y"][n] = bc[1]
+                n += 1
+            if n == 0:
+                raise InputError("no frames to write", path=p)
+            if mask_ds is None:
+                g.create_dataset("mask", data=first_mask.astype(np.uint8), **filt)
+            g["mask"].attrs["convention"] = "nonzero = bad"
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return n
+
+
+def _pilatus_header(frame: Frame) -> str:
+    lines = []
+    if frame.detector:
+        lines.append(f"# Detector: {frame.detector}")
+    if frame.pixel_size is not None:
+        lines.append(f"# Pixel_size {frame.pixel_size:.6g} m x {frame.pixel_size:.6g} m")
+    if frame.exposure is not None:
+        lines.append(f"# Exposure_time {frame.exposure:.7f} s")
+    if frame.wavelength is not None:
+        lines.append(f"# Wavelength {frame.wavelength:.5f} A")
+    if frame.distance is not None:
+        lines.append(f"# Detector_distance {frame.distance:.5f} m")
+    if frame.beam_center is not None:
+        lines.append(f"# Beam_xy ({frame.beam_center[0]:.2f}, {frame.beam_center[1]:.2f}) pixels")
+    return "\r\n".join(lines)
+
+
+def write_image(frame: Frame, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write one frame as ``.npy`` / ``.tif`` (float32 data) or ``.cbf`` (miniCBF, int32).
+
+    ``.cbf`` needs integer values; it carries a Pilatus header (detector, pixel size, exposure,
+    wavelength, distance, beam centre) and masked pixels are written as -1, the Pilatus gap
+    value, so the readers mask them again. ``.npy``/``.tif`` drop the mask and metadata: for
+    those, write an HDF5 run (:func:`write_hdf5_run`).
+    """
+    p = os.fspath(path)
+    if os.path.exists(p) and not overwrite:
+        raise InputError("output file exists; remove it or pass overwrite=True", path=p)
+    ext = Path(p).suffix.lower()
+    if ext == ".npy":
+        np.save(p, frame.data)
+    elif ext in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(p, frame.data, description=f"xtalscreen frame from {frame.label}")
+    elif ext == ".cbf":
+        import fabio.cbfimage
+
+        if frame.data.ndim != 2:
+            raise ParameterError(f"{frame.label}: miniCBF holds 2-D images, the frame has shape "
+                                 f"{frame.shape}; write .h5 instead")
+        data = _cast(np.where(frame.mask, -1, frame.data), np.dtype(np.int32), frame.label)
+        header = {"_array_data.header_convention": "PILATUS_1.2",
+                  "_array_data.header_contents": _pilatus_header(frame)}
+        fabio.cbfimage.CbfImage(data=data, header=header).write(p)
+    else:
+        raise ParameterError(f"write_image writes .npy, .tif or .cbf, got {ext!r} ({p})")
