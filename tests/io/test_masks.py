@@ -134,3 +134,17 @@ def test_load_mask_errors(tmp_path):
     (tmp_path / "m.xyz").write_text("?")
     with pytest.raises(InputError, match="unknown mask file type"):
         load_mask(tmp_path / "m.xyz")
+
+
+def test_sparse_photon_counting_frame_keeps_its_zero_runs():
+    # A low-count frame whose background falls off across the detector: long zero runs are
+    # physical (seen on the real Pilatus 2M l-cysteine frames), only the zero column is a gap.
+    from xtalscreen.io.masks import zero_gap_mask
+
+    rng = np.random.default_rng(0)
+    mean = np.linspace(0.3, 0.05, 400)[None, :] * np.ones((300, 1))
+    img = rng.poisson(mean).astype(np.int32)
+    img[:, 200] = 0
+    m = zero_gap_mask(img)
+    assert m[:, 200].all()
+    assert m.sum() == 300

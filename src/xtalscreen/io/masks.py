@@ -127,7 +127,8 @@ def _runs_kernel():
     return _RUNS_KERNEL
 
 
-def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1e-3) -> np.ndarray:
+def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1e-3,
+                  sparse_limit: float = 0.5) -> np.ndarray:
     """Zero-filled gaps: rows/columns of exactly-zero pixels too long to be chance.
 
     A pixel is masked when it lies in a horizontal or vertical run of zeros of at least
@@ -144,6 +145,9 @@ def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1
         Shortest run (pixels) ever masked.
     false_alarm : float, keyword-only
         Expected number of chance runs per frame tolerated (sets ``L``).
+    sparse_limit : float, keyword-only
+        When more than this fraction of the pixels are 0 (sparse photon-counting data), only
+        entirely-zero rows and columns are masked: zero runs are then physical.
 
     Returns
     -------
@@ -161,7 +165,8 @@ def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1
     if not 0 < false_alarm < 1:
         raise ParameterError(f"false_alarm must be in (0, 1), got {false_alarm}")
     if data.ndim == 3:
-        return np.stack([zero_gap_mask(p, min_run=min_run, false_alarm=false_alarm) for p in data])
+        return np.stack([zero_gap_mask(p, min_run=min_run, false_alarm=false_alarm,
+                                      sparse_limit=sparse_limit) for p in data])
     z = data == 0
     n_zero = int(np.count_nonzero(z))
     if n_zero < min_run:
@@ -174,6 +179,14 @@ def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1
     p0 = rest_zero / rest if rest else 1.0
     if p0 >= 1.0:
         return np.zeros_like(z)  # an all-zero frame: nothing to tell gaps from signal
+    if p0 > sparse_limit:
+        # Photon-counting frames where most pixels are 0 (low-count Pilatus/Eiger data): the
+        # background varies across the detector, so long zero runs are physical, not gaps.
+        # Only whole zero rows/columns are masked; such detectors mark gaps with sentinels.
+        out = np.zeros_like(z)
+        out[z.all(axis=1), :] = True
+        out[:, z.all(axis=0)] = True
+        return out
     need = float(min_run)
     if p0 > 0:
         need = max(need, math.log(false_alarm / z.size) / math.log(p0))
