@@ -1,0 +1,267 @@
+"""Spot finders: recall/precision on synthetic frames, agreement with the numpy/scipy reference,
+masks, panels, metadata, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.io import DetectorGeometry, Frame, Panel
+from xtalscreen.spots import SpotTable, estimate_gain, find_spots
+from xtalscreen.spots.dispersion import DispersionParams, dispersion_panel
+from xtalscreen.spots.peakfinder8 import Peakfinder8Params, peakfinder8_panels, radius_bins
+from xtalscreen.spots.reference import (dispersion_reference, peakfinder8_reference,
+                                         radial_stats_reference)
+from xtalscreen.spots import _kernels
+
+ALGS = ["dispersion", "peakfinder8"]
+
+
+@pytest.mark.parametrize("algorithm", ALGS)
+def test_finds_planted_spots(synth, matcher, algorithm):
+    img, pos = synth((256, 256), n_spots=25, rng=1)
+    t = find_spots(img, algorithm=algorithm)
+    tm, fm = matcher(np.c_[t["fs"], t["ss"]], pos)
+    assert tm / len(pos) >= 0.95
+    assert fm == len(t)
+    # centroids are sub-pixel accurate
+    d = np.hypot(t["fs"][:, None] - pos[None, :, 0], t["ss"][:, None] - pos[None, :, 1]).min(axis=1)
+    assert np.median(d) < 0.3
+
+
+@pytest.mark.parametrize("algorithm", ALGS)
+def test_pure_background_gives_no_spots(algorithm):
+    img = np.random.default_rng(3).poisson(3.0, (300, 300)).astype(np.float32)
+    assert len(find_spots(img, algorithm=algorithm)) <= 1
+
+
+def test_intensity_and_background_are_physical(synth):
+    img, pos = synth((128, 128), n_spots=6, background=5.0, photons=1000.0, rng=2)
+    t = find_spots(img, gain=1.0)
+    assert len(t) == 6
+    # background per pixel near the true 5 photons; intensity most of the 1000 photons
+    assert np.all(np.abs(t["background"] - 5.0) < 1.5)
+    assert np.all((t["intensity"] > 800) & (t["intensity"] < 1100))
+    assert np.all(t["snr"] > 10)
+    assert np.all(t["max_pixel"] >= t["intensity"] / t["n_pixels"])
+
+
+def test_gain_is_estimated_from_the_frame(synth):
+    img, _ = synth((256, 256), n_spots=5, background=10.0, gain=4.0, rng=4)
+    g = estimate_gain([(img, np.zeros(img.shape, bool))])
+    assert 3.3 < g < 4.7
+    # scaled data find the same spots with no tuning
+    img1, pos = synth((256, 256), n_spots=15, rng=5)
+    n1 = len(find_spots(img1))
+    n4 = len(find_spots(img1 * 4))
+    assert n1 == n4 == 15
+
+
+def test_dispersion_matches_reference(synth):
+    img, _ = synth((200, 180), n_spots=30, rng=6)
+    bad = np.zeros(img.shape, bool)
+    bad[50:60, :] = True
+    bad[100, 100] = True
+    p = DispersionParams()
+    fast = dispersion_panel(img, bad, p, 1.0)
+    ref = dispersion_reference(img, bad, p, gain=1.0)
+    assert len(fast["fs"]) == len(ref["fs"]) > 20
+    o1 = np.lexsort((fast["fs"], fast["ss"]))
+    o2 = np.lexsort((ref["fs"], ref["ss"]))
+    for key in ("n_pixels", "fs", "ss", "intensity", "background", "snr", "max_pixel"):
+        np.testing.assert_allclose(fast[key][o1], ref[key][o2], rtol=1e-4, atol=1e-3, err_msg=key)
+
+
+def test_dispersion_strong_map_matches_reference_exactly():
+    rng = np.random.default_rng(7)
+    img = rng.poisson(4.0, (64, 70)).astype(np.float32)
+    img[20:23, 30:33] += 80
+    bad = rng.random(img.shape) < 0.05
+    labels = np.zeros(img.shape, np.int32)
+    _kernels.dispersion_strong(img, bad, 3, 3, 1.0, 6.0, 3.0, 0.0, 2, labels)
+    ref = dispersion_reference(img, bad, DispersionParams(), gain=1.0)
+    np.testing.assert_array_equal(labels > 0, ref["strong"])
+
+
+def test_peakfinder8_matches_reference(synth):
+    img, _ = synth((160, 150), n_spots=25, rng=8)
+    bad = np.zeros(img.shape, bool)
+    bad[:, 70:72] = True
+    p = Peakfinder8Params()
+    r = np.hypot(np.arange(150) + 0.5 - 75, (np.arange(160) + 0.5 - 80)[:, None]).astype(np.float32)
+    rb = radius_bins(r, p)
+    cols, _ = peakfinder8_panels([(img, bad, rb)], p)
+    fast = cols[0]
+    ref = peakfinder8_reference(img, bad, rb, p)
+    assert len(fast["fs"]) == len(ref["fs"]) > 15
+    o1 = np.lexsort((fast["fs"], fast["ss"]))
+    o2 = np.lexsort((ref["fs"], ref["ss"]))
+    for key in ("n_pixels", "fs", "ss", "intensity", "background", "snr", "max_pixel"):
+        np.testing.assert_allclose(fast[key][o1], ref[key][o2], rtol=1e-3, atol=1e-2, err_msg=key)
+
+
+def test_radial_stats_reject_outliers():
+    rng = np.random.default_rng(9)
+    img = rng.normal(100, 5, (100, 100)).astype(np.float32)
+    img[::10, ::10] = 5000  # bright outliers must not inflate the ring statistics
+    rb = np.zeros(img.shape, np.int32)
+    mean, sig, thr, cnt = _kernels.radial_stats(img, np.zeros(img.shape, bool), rb, 1, 5, 5.0, 0.0)
+    assert abs(mean[0] - 100) < 0.5 and abs(sig[0] - 5) < 0.3
+    m2, s2, t2 = radial_stats_reference(img, np.zeros(img.shape, bool), rb, 1, nsig=5.0)
+    np.testing.assert_allclose([mean[0], sig[0], thr[0]], [m2[0], s2[0], t2[0]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ALGS)
+def test_mask_hides_spots(synth, algorithm):
+    img, pos = synth((128, 128), n_spots=8, rng=10)
+    mask = np.zeros(img.shape, bool)
+    fs, ss = pos[0]
+    mask[int(ss) - 4:int(ss) + 5, int(fs) - 4:int(fs) + 5] = True
+    t_all = find_spots(img, algorithm=algorithm)
+    t = find_spots(img, mask=mask, algorithm=algorithm)
+    assert len(t) == len(t_all) - 1
+    assert np.hypot(t["fs"] - fs, t["ss"] - ss).min() > 3
+
+
+@pytest.mark.parametrize("algorithm", ALGS)
+def test_multipanel_3d_no_spot_crosses_panels(synth, algorithm):
+    img, pos = synth((128, 128), n_spots=10, rng=11)
+    # a spot exactly on the boundary between two slabs
+    img[63:65, 40:42] += 300
+    data = np.stack([img[:64], img[64:]])
+    t = find_spots(data, algorithm=algorithm)
+    assert set(np.unique(t["panel"])) <= {0, 1}
+    assert np.all((t["ss"] >= 0) & (t["ss"] <= 64))
+    # assembled coordinates stack the slabs vertically
+    np.testing.assert_allclose(t["y"], t["ss"] + 64 * t["panel"])
+    np.testing.assert_allclose(t["x"], t["fs"])
+    # the planted spots away from the seam are all found, on both panels
+    tm, _ = matcher_xy(t, pos)
+    assert tm >= len(pos) - 1
+
+
+def matcher_xy(t, pos):
+    d = np.hypot(t["x"][:, None] - pos[None, :, 0], t["y"][:, None] - pos[None, :, 1])
+    return int((d.min(axis=0) <= 2).sum()) if len(t) else 0, None
+
+
+def test_geometry_panels_and_d_spacing(synth):
+    img, pos = synth((100, 200), n_spots=12, rng=12)
+    # two panels side by side in one 2-D array; panel 1 is shifted 10 px right in the lab
+    p0 = Panel("a", 0, 99, 0, 99, corner_x=-100, corner_y=-50, res=1 / 100e-6, clen=0.1)
+    p1 = Panel("b", 100, 199, 0, 99, corner_x=10, corner_y=-50, res=1 / 100e-6, clen=0.1)
+    geom = DetectorGeometry([p0, p1])
+    fr = Frame(data=img, geometry=geom, wavelength=1.0)
+    t = find_spots(fr)
+    assert len(t) >= 11
+    right = t["panel"] == 1
+    np.testing.assert_array_less(99.9, t["fs"][right])
+    # assembled x of panel-1 spots is shifted by the 10 px gap
+    gx, gy = geom.assembled_coords(1, t["fs"][right], t["ss"][right])
+    np.testing.assert_allclose(t["x"][right], gx)
+    np.testing.assert_allclose(t["x"][right] - t["x"][right].min(), t["fs"][right] - t["fs"][right].min())
+    # d from first principles for one spot
+    k = int(np.argmax(right))
+    fs, ss = t["fs"][k], t["ss"][k]
+    lx = (10 + (fs - 100)) * 100e-6
+    ly = (-50 + ss) * 100e-6
+    d = 1.0 / (2 * np.sin(np.arctan2(np.hypot(lx, ly), 0.1) / 2))
+    assert abs(t["d"][k] - d) < 1e-4
+
+
+def test_monolithic_d_and_resolution_filters(synth):
+    img, _ = synth((200, 200), n_spots=30, rng=13)
+    fr = Frame(data=img, pixel_size=172e-6, distance=0.2, wavelength=1.0, beam_center=(100, 100))
+    t = find_spots(fr)
+    assert np.all(np.isfinite(t["d"]))
+    r = np.hypot(t["x"] - 100, t["y"] - 100) * 172e-6
+    np.testing.assert_allclose(t["d"], 1.0 / (2 * np.sin(np.arctan(r / 0.2) / 2)), rtol=1e-5)
+    cut = float(np.median(t["d"]))
+    hi = find_spots(fr, d_min=cut)
+    assert 0 < len(hi) < len(t) and np.all(hi["d"] >= cut)
+    lo = find_spots(fr, d_max=cut)
+    assert len(lo) + len(hi) >= len(t)
+
+
+def test_ice_ring_filter_removes_ring_spots():
+    rng = np.random.default_rng(14)
+    img = rng.poisson(2.0, (400, 400)).astype(np.float32)
+    wl, dist, px = 1.0, 0.1, 172e-6
+    d_ice = 3.669
+    r_ice = np.tan(2 * np.arcsin(wl / (2 * d_ice))) * dist / px
+    for ang in np.linspace(0, 2 * np.pi, 12, endpoint=False):
+        x, y = 200 + r_ice * np.cos(ang), 200 + r_ice * np.sin(ang)
+        img[int(y):int(y) + 2, int(x):int(x) + 2] += 100
+    for x, y in [(230, 210), (150, 160)]:  # off-ring spots, d far from ice
+        img[y:y + 2, x:x + 2] += 100
+    fr = Frame(data=img, pixel_size=px, distance=dist, wavelength=wl, beam_center=(200, 200))
+    t = find_spots(fr)
+    t2 = find_spots(fr, ice_rings=True)
+    assert len(t) == 14
+    assert len(t2) == 2
+
+
+def test_resolution_filter_without_metadata_is_a_clear_error(synth):
+    img, _ = synth((64, 64), n_spots=3, rng=15)
+    with pytest.raises(ParameterError, match="wavelength"):
+        find_spots(img, d_min=2.0)
+
+
+# --------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("algorithm", ALGS)
+def test_bad_frames_give_defined_results(algorithm):
+    z = np.zeros((50, 50), np.float32)
+    assert len(find_spots(z, algorithm=algorithm)) == 0                       # constant
+    assert len(find_spots(z + 7, algorithm=algorithm)) == 0
+    assert len(find_spots(z, mask=np.ones_like(z, bool), algorithm=algorithm)) == 0  # all masked
+    assert len(find_spots(np.full((50, 50), np.nan, np.float32), algorithm=algorithm)) == 0
+    assert len(find_spots(np.zeros((2, 2), np.float32), algorithm=algorithm)) == 0  # < kernel
+    assert len(find_spots(np.zeros((1, 0), np.float32), algorithm=algorithm)) == 0
+    neg = np.random.default_rng(0).normal(-5, 1, (60, 60)).astype(np.float32)
+    assert len(find_spots(neg, algorithm=algorithm)) <= 1
+
+
+@pytest.mark.parametrize("algorithm", ALGS)
+def test_nan_and_inf_pixels_are_ignored(synth, algorithm):
+    img, pos = synth((128, 128), n_spots=8, rng=16)
+    ref = find_spots(img, algorithm=algorithm)
+    img2 = img.copy()
+    img2[5, 5] = np.nan
+    img2[100, 7] = np.inf
+    img2[7, 100] = -np.inf
+    t = find_spots(img2, algorithm=algorithm)
+    assert len(t) == len(ref)
+    assert np.all(np.isfinite(t["intensity"]))
+
+
+def test_bad_arguments_raise_named_errors():
+    img = np.zeros((20, 20), np.float32)
+    with pytest.raises(ParameterError, match="algorithm"):
+        find_spots(img, algorithm="magic")
+    with pytest.raises(ParameterError, match="sigma_strong"):
+        find_spots(img, sigma_strong=-1)
+    with pytest.raises(ParameterError, match="kernel_size"):
+        find_spots(img, kernel_size=0)
+    with pytest.raises(ParameterError, match="min_snr"):
+        find_spots(img, algorithm="peakfinder8", min_snr=float("nan"))
+    with pytest.raises(ParameterError, match="unknown parameter"):
+        find_spots(img, local_bg_radius=3)  # a peakfinder8 knob given to dispersion
+    with pytest.raises(ParameterError, match="gain"):
+        find_spots(img, gain=0)
+    with pytest.raises(ParameterError, match="mask shape"):
+        find_spots(img, mask=np.zeros((3, 3), bool))
+    with pytest.raises(InputError, match="2-D"):
+        find_spots(np.zeros(10, np.float32))
+
+
+def test_integer_input_and_frame_mask_combined(synth):
+    img, pos = synth((96, 96), n_spots=5, rng=17)
+    t_int = find_spots(img.astype(np.int32))
+    assert len(t_int) == 5
+    fmask = np.zeros(img.shape, bool)
+    fmask[:48] = True
+    fr = Frame(data=img, mask=fmask)
+    t = find_spots(fr)
+    assert np.all(t["ss"] >= 48)
+    assert isinstance(t, SpotTable)
