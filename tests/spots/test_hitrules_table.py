@@ -57,3 +57,13 @@ def test_table_roundtrip_and_csv():
     assert SpotTable(t.to_records()) == t
     with pytest.raises(KeyError):
         SpotTable.from_columns(1, bogus=1)
+
+
+def test_ke_bands_default_to_paper_001_and_the_simulator_labels():
+    from xtalscreen.simulate.config import LabelConfig
+    from xtalscreen.simulate.labels import ke_class
+
+    k = KeBands()
+    for n in (0, 3, 4, 9, 10, 250):
+        assert k.decide(n) == ke_class(n, LabelConfig())
+    assert [k.decide(n) for n in (3, 4, 9, 10)] == ["miss", "maybe", "maybe", "hit"]

@@ -62,11 +62,14 @@ class SpotCountRule:
 class KeBands:
     """Ke et al. classes: ``n >= hit_min`` → hit, ``maybe_min <= n < hit_min`` → maybe, else miss.
 
+    The defaults are paper 001's annotation rule (ten or more Bragg spots: Hit; four to nine:
+    Maybe; otherwise Miss), the same bands the simulator uses for its exact Ke labels.
+
     ``max_spots`` (optional) turns frames with more spots than that into misses (ice, saturation).
     """
 
-    maybe_min: int = 3
-    hit_min: int = 15
+    maybe_min: int = 4
+    hit_min: int = 10
     max_spots: int | None = None
     name: str = "ke"
 
