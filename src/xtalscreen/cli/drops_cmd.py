@@ -66,7 +66,9 @@ def register(sub) -> None:
                  "  xtalscreen drops render --plates 2 --out plates/ --seed 1\n"
                  "  xtalscreen drops import --db drops.sqlite plates/\n"
                  "  xtalscreen drops import --db postgresql+psycopg://me@dbhost/c3 export.csv "
-                 "--scores scores.csv\n")
+                 "--scores scores.csv\n"
+                 "  xtalscreen drops run --db drops.sqlite --once --archive scores.csv\n"
+                 "  xtalscreen drops score plates/*/*/A01_1.jpg --model demo\n")
     dsub = p.add_subparsers(dest="drops_command", metavar="SUBCOMMAND", required=True)
 
     q = add_command(
@@ -124,3 +126,11 @@ def register(sub) -> None:
     q.add_argument("--colour", action="store_true", help="RGB images (default grey)")
     q.add_argument("--format", default="jpg", choices=["jpg", "png"], help="image format")
     q.set_defaults(func=run_render)
+
+    from xtalscreen.cli.drops_pipeline import register_pipeline
+
+    register_pipeline(dsub)  # run, score, train-demo
+
+    from xtalscreen.cli.web_cmd import register_drops_commands
+
+    register_drops_commands(dsub)  # adduser, share, ashes, export-training

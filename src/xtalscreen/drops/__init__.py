@@ -8,6 +8,13 @@
 - :mod:`xtalscreen.drops.importer`: folder-tree / CSV import of plates, inspections and images,
   and of human scores.
 - :mod:`xtalscreen.drops.render`: procedural drop images and imager-style plate folders.
+- :mod:`xtalscreen.drops.pipeline`: the scoring pipeline (find, fetch, classify, checkpoint,
+  post-process, upload in one transaction, archive); ``xtalscreen drops run | score``.
+- :mod:`xtalscreen.drops.classifier`: the 4-class drop-model interface (built-in torch models,
+  ONNX, class mappings, single-class thresholds); :mod:`xtalscreen.drops.demo_model`: the shipped
+  demonstration model (rendered drops only).
+- :mod:`xtalscreen.drops.fetch`, :mod:`xtalscreen.drops.lock`, :mod:`xtalscreen.drops.notify`:
+  bounded image fetching, the run lock, webhook/e-mail notifications.
 
 Submodules are imported on use, so ``import xtalscreen.drops`` stays light.
 """

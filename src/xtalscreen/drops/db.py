@@ -15,8 +15,8 @@ Examples
 >>> from xtalscreen.drops.db import connect, init_db, session_scope
 >>> engine = connect("sqlite://")            # in memory; a path or URL in real use
 >>> report = init_db(engine)
->>> report.revision
-'0001'
+>>> report.created
+True
 >>> engine.dispose()
 """
 

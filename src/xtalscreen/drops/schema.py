@@ -46,7 +46,7 @@ NAMING_CONVENTION = {
 }
 
 #: Schema revision this code expects (the Alembic head).
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0003_web"
 
 
 class Base(DeclarativeBase):
@@ -338,3 +338,164 @@ class Score(Base):
 
 __all__ = ["Base", "ClassScheme", "SchemeClass", "Plate", "Well", "Drop", "Inspection", "Image",
            "Score", "ImageKind", "ScorerKind", "DropPosition", "utc", "now_utc", "SCHEMA_REVISION"]
+
+
+# ----------------------------------------------------------------------------- pipeline (0002)
+class PipelineRun(Base):
+    """One run of the scoring pipeline (:mod:`xtalscreen.drops.pipeline`) and its outcome.
+
+    ``status``: ``running`` (or killed while running), ``done``, ``failed``.
+    """
+
+    __tablename__ = "pipeline_run"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+    finished_at: Mapped[_dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    inspections: Mapped[int] = mapped_column(Integer, default=0)
+    images_scored: Mapped[int] = mapped_column(Integer, default=0)
+    images_failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: Crystal-probability threshold of "interesting drops" used by the run (model's ROC choice).
+    threshold: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class ImageFailure(Base):
+    """An image a model version could not score (unreadable, missing, ...), with the reason.
+
+    The pipeline does not retry a failed image for the same model version (delete the row to retry).
+    """
+
+    __tablename__ = "image_failure"
+    __table_args__ = (
+        UniqueConstraint("image_id", "scorer", "model_version",
+                         name="uq_image_failure_image_model_version"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    scorer: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_run.id", ondelete="SET NULL"))
+
+
+class PipelineLock(Base):
+    """A named run lock with its holder and a heartbeat (see :mod:`xtalscreen.drops.lock`)."""
+
+    __tablename__ = "pipeline_lock"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+    heartbeat_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+
+
+__all__ += ["PipelineRun", "ImageFailure", "PipelineLock"]
+
+
+# ----------------------------------------------------------------------------- web app (0003)
+class Role(str, enum.Enum):
+    """What a web user may do: ``admin`` everything; ``scorer`` view own/shared plates and score
+    in Cinder; ``owner`` view own/shared plates only."""
+
+    admin = "admin"
+    scorer = "scorer"
+    owner = "owner"
+
+
+class User(Base):
+    """A web-app user; ``name`` is what ``Plate.owner`` and human ``Score.scorer`` hold."""
+
+    __tablename__ = "web_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, name="web_role", native_enum=False, length=16,
+             values_callable=lambda e: [m.value for m in e]))
+    #: ``scrypt$N$r$p$salt_hex$hash_hex`` (see :mod:`xtalscreen.web.auth`); never the password.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+
+
+class PlateShare(Base):
+    """Plate ``plate_id`` is visible to user ``user_id`` as well as to its owner."""
+
+    __tablename__ = "plate_share"
+    __table_args__ = (UniqueConstraint("user_id", "plate_id", name="uq_plate_share_user_id_plate_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plate_id: Mapped[int] = mapped_column(ForeignKey("plate.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_user.id", ondelete="CASCADE"))
+
+
+class CinderItem(Base):
+    """An image queued for consensus scoring (Ashes puts it there; Cinder serves it).
+
+    ``reason``: ``disagree`` (latest human score != machine score), ``uncertain`` (the model
+    was least sure) or ``manual``. ``done_at`` is set when the image reaches consensus.
+    """
+
+    __tablename__ = "cinder_item"
+    __table_args__ = (UniqueConstraint("image_id", name="uq_cinder_item_image_id"),
+                      Index("ix_cinder_item_done_at", "done_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(16))
+    queued_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+    done_at: Mapped[_dt.datetime | None] = mapped_column(DateTime)
+
+    image: Mapped[Image] = relationship()
+
+
+class ConsensusRule(Base):
+    """At least ``min_scorers`` human scorers and at least ``min_agreement`` (fraction, 0-1) of
+    them on one MARCO class give a consensus label. The newest row is the rule in force."""
+
+    __tablename__ = "consensus_rule"
+    __table_args__ = (
+        CheckConstraint("min_scorers >= 1", name="min_scorers_positive"),
+        CheckConstraint("min_agreement > 0 AND min_agreement <= 1", name="min_agreement_fraction"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    min_scorers: Mapped[int] = mapped_column(Integer)
+    min_agreement: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ConsensusLabel(Base):
+    """The agreed MARCO class of an image (what ``drops export-training`` writes)."""
+
+    __tablename__ = "consensus_label"
+    __table_args__ = (UniqueConstraint("image_id", name="uq_consensus_label_image_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    class_id: Mapped[int] = mapped_column(ForeignKey("scheme_class.id"))
+    n_scorers: Mapped[int] = mapped_column(Integer)
+    agreement: Mapped[float] = mapped_column(Float)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("consensus_rule.id", ondelete="SET NULL"))
+    labelled_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+
+    image: Mapped[Image] = relationship()
+    scheme_class: Mapped[SchemeClass] = relationship()
+
+
+class ScoreSubmission(Base):
+    """Idempotency key of a web score submission: the same form posted twice scores once."""
+
+    __tablename__ = "score_submission"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_user.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    score_id: Mapped[int | None] = mapped_column(ForeignKey("score.id", ondelete="CASCADE"))
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime, default=now_utc)
+
+
+__all__ += ["Role", "User", "PlateShare", "CinderItem", "ConsensusRule", "ConsensusLabel",
+            "ScoreSubmission"]
