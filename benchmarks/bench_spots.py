@@ -5,12 +5,16 @@ Run:  .venv/bin/python benchmarks/bench_spots.py [--quick] [--skip-accuracy] [--
 Speed: full pipeline from a float32 frame to a spot table (``find_spots``), one process, on 1 Mpx
 (1024²) and 16 Mpx (4096²) synthetic frames (Poisson background, 0.2 spots per kpx), against the
 straightforward numpy/scipy implementation of the same algorithm (``xtalscreen.spots.reference``)
-in the same process; then frames per second with ``--workers``-style process pools.
+in the same process (dispersion also with ``gain_per='frame'`` and with the gain given); then
+frames per second of ``run_spots`` on an HDF5 file with 1, 2, 4, ... worker processes that
+read their own frames.
 
 Accuracy: frames from ``xtalscreen.simulate`` with exact ground truth. A found spot matches a
-true spot on the same panel within 2 px. Recall is over the *visible* spots (simulator SNR >= 5)
-and, separately, over those with SNR >= 10; precision is over all found spots (any true
-reflection counts). Hit accuracy: truth hit = Ke class "hit" (>= 10 visible spots) vs
+true spot on the same panel within 2 px. Recall is over the *visible* spots (simulator SNR >= 5),
+over those with an expected peak-pixel SNR >= 3, and over those with SNR >= 10; precision is
+over all found spots (any true reflection counts); strong and good frames are also reported
+separately. ``--params`` passes finder parameters, ``--seed-base`` picks the simulator seeds
+(tune on other seeds than the reported 1000+). Hit accuracy: truth hit = Ke class "hit" (>= 10 visible spots) vs
 ``n_found >= 10``. Hard cases change one physical setting at a time.
 
 Prints Markdown tables.
@@ -79,6 +83,14 @@ def speed(quick: bool) -> None:
         t_ref = best_time(lambda: dispersion_reference(img, bad, p, gain=g), 1 if h > 1024 else 2)
         print(f"| dispersion | {h}x{w} | {n_fast} / {n} | {1e3 * t_fast / mpx:.2f} | "
               f"{1e3 * c_fast / mpx:.2f} | {1e3 * t_ref / mpx:.1f} | {t_ref / t_fast:.1f}x |")
+        for label, kw in (("dispersion, gain_per='frame'", {"gain_per": "frame"}),
+                          ("dispersion, gain=1 given", {"gain": 1.0})):
+            find_spots(img, **kw)
+            t_v = best_time(lambda: find_spots(img, **kw), reps)
+            c_v = best_time(lambda: find_spots(img, **kw), reps, time.process_time)
+            n_v = len(find_spots(img, **kw))
+            print(f"| {label} | {h}x{w} | {n_v} / {n} | {1e3 * t_v / mpx:.2f} | "
+                  f"{1e3 * c_v / mpx:.2f} | {1e3 * t_ref / mpx:.1f} | {t_ref / t_v:.1f}x |")
         # peakfinder8
         find_spots(img, algorithm="peakfinder8")
         t_fast = best_time(lambda: find_spots(img, algorithm="peakfinder8"), reps)
@@ -100,23 +112,35 @@ def speed(quick: bool) -> None:
 
 
 def scaling(quick: bool) -> None:
-    from xtalscreen.spots.batch import process_frames
+    """Frames/s of ``run_spots`` on an HDF5 file of 1 Mpx frames: workers read their own frames."""
+    import tempfile
+
+    from xtalscreen.io import write_hdf5_run
+    from xtalscreen.spots.batch import run_spots
 
     n_cpu = os.cpu_count() or 1
     workers = [w for w in (1, 2, 4, 8, 16) if w <= n_cpu]
-    img, _ = synthetic_frame(1024, 1024, rng=2)
-    n_frames = 16 if quick else 48
-    frames = [Frame(data=img, index=i) for i in range(n_frames)]
-    print(f"## Scaling with worker processes ({n_frames} frames of 1 Mpx, {n_cpu} CPUs visible)\n")
-    print("| workers | frames/s | ms/Mpx (wall) |")
-    print("|---|---|---|")
-    for wk in workers:
-        list(process_frames(frames[:2], workers=wk))  # start-up, compile in workers
-        t0 = time.perf_counter()
-        res = list(process_frames(frames, workers=wk, keep_spots=False))
-        dt = time.perf_counter() - t0
-        assert len(res) == n_frames
-        print(f"| {wk} | {n_frames / dt:.1f} | {1e3 * dt / n_frames:.2f} |")
+    n_frames = 32 if quick else 192
+    imgs = [synthetic_frame(1024, 1024, rng=100 + i)[0] for i in range(4)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "run.h5")
+        write_hdf5_run([Frame(data=imgs[i % 4], index=i) for i in range(n_frames)], path)
+        print(f"## Scaling with worker processes ({n_frames} frames of 1 Mpx in one HDF5 file, "
+              f"read by the workers; {n_cpu} CPUs visible)\n")
+        print("| workers | frames/s | ms/Mpx (wall) | speed-up vs 1 | pool start-up + 1 frame (s) |")
+        print("|---|---|---|---|---|")
+        base = None
+        for wk in workers:
+            t0 = time.perf_counter()
+            run_spots(path, workers=wk, progress=False, open_kw={"frames": [0]})
+            t_start = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            s = run_spots(path, workers=wk, progress=False)
+            dt = time.perf_counter() - t0
+            assert s.frames == n_frames, s.errors
+            base = base or dt
+            print(f"| {wk} | {n_frames / dt:.1f} | {1e3 * dt / n_frames:.2f} | {base / dt:.2f}x | "
+                  f"{t_start:.2f} |")
     print()
 
 
@@ -161,50 +185,69 @@ def _case_configs():
         "saturated spots (jungfrau4m, saturation 500 ph)": (cfg("jungfrau4m", **{"detector.saturation": 500.0}), None),
         "broad fibre PSF, offset (rayonix_mx340 CCD)": (cfg("rayonix_mx340"), None),
         "DiffraNet 8-bit images": (cfg("diffranet"), None),
+        "DiffraNet-like counts (float32 photon counts, no sqrt)": (
+            cfg("diffranet", **{"detector.output": "counts", "detector.dtype": "float32"}), None),
     }
 
 
-def accuracy(quick: bool, only: str | None = None) -> None:
+def accuracy(quick: bool, only: str | None = None, params: dict | None = None,
+             seed_base: int = 1000) -> None:
     from xtalscreen.simulate import simulate_frame
 
+    params = dict(params or {})
     seeds = range(2 if quick else 4)
     classes = ["strong", "good", "weak", "no-crystal"]
-    print("## Accuracy on simulated frames (dispersion finder, default parameters)\n")
-    print("| case | frames | recall (visible, SNR>=5) | recall (SNR>=10) | precision | hit/miss accuracy | "
-          "recall weak frames |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"## Accuracy on simulated frames (dispersion finder, parameters {params or 'default'}, "
+          f"seeds {seed_base}+)\n")
+    print("| case | frames | recall (visible, SNR>=5) | recall (visible, peak-pixel SNR>=3) | "
+          "recall (SNR>=10) | precision | hit/miss accuracy | recall weak frames | "
+          "recall / precision strong frames | recall / precision good frames |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (cfg, mode) in _case_configs().items():
         if only and only not in name:
             continue
-        tp_v = n_v = tp_10 = n_10 = tp_f = n_f = 0
+        tp_v = n_v = tp_10 = n_10 = tp_f = n_f = tp_p = n_p = 0
         hit_ok = n_frames = 0
         wk_tp = wk_n = 0
+        per = {c: [0, 0, 0, 0] for c in ("strong", "good")}  # tp_vis, n_vis, tp_found, n_found
         for cls in classes:
             for s in seeds:
-                frame, truth = simulate_frame(cfg, rng=1000 + s, frame_class=cls)
+                frame, truth = simulate_frame(cfg, rng=seed_base + s, frame_class=cls)
                 if mode == "unmask_hot":
                     sat = float(cfg.detector.saturation) * float(cfg.detector.gain)
                     frame = frame.replace(mask=frame.mask & ~(frame.data >= 0.99 * sat))
-                t = find_spots(frame, ice_rings=(mode == "ice_filter"))
+                t = find_spots(frame, ice_rings=(mode == "ice_filter"), **params)
                 sp = truth.spots
                 vis = sp[sp["visible"]]
                 m_v = _match(vis, t.records)
                 hi = vis[vis["snr"] >= 10]
+                pk = vis["peak_snr"] >= 3
                 if cls in ("strong", "good"):
                     tp_v += int(m_v.sum())
                     n_v += len(vis)
+                    tp_p += int(m_v[pk].sum())
+                    n_p += int(pk.sum())
                     tp_10 += int(_match(hi, t.records).sum())
                     n_10 += len(hi)
                 if cls == "weak":
                     wk_tp += int(m_v.sum())
                     wk_n += len(vis)
-                tp_f += int(_match(t.records, sp).sum())
+                tp_found = int(_match(t.records, sp).sum())
+                tp_f += tp_found
                 n_f += len(t)
+                if cls in per:
+                    per[cls][0] += int(m_v.sum())
+                    per[cls][1] += len(vis)
+                    per[cls][2] += tp_found
+                    per[cls][3] += len(t)
                 hit_ok += int((truth.ke_class == "hit") == (len(t) >= 10))
                 n_frames += 1
         f = lambda a, b: f"{a / b:.3f}" if b else "-"  # noqa: E731
-        print(f"| {name} | {n_frames} | {f(tp_v, n_v)} ({n_v}) | {f(tp_10, n_10)} ({n_10}) | "
-              f"{f(tp_f, n_f)} ({n_f}) | {f(hit_ok, n_frames)} | {f(wk_tp, wk_n)} ({wk_n}) |")
+        print(f"| {name} | {n_frames} | {f(tp_v, n_v)} ({n_v}) | {f(tp_p, n_p)} ({n_p}) | "
+              f"{f(tp_10, n_10)} ({n_10}) | "
+              f"{f(tp_f, n_f)} ({n_f}) | {f(hit_ok, n_frames)} | {f(wk_tp, wk_n)} ({wk_n}) | "
+              + " | ".join(f"{f(per[c][0], per[c][1])} / {f(per[c][2], per[c][3])}"
+                           for c in ("strong", "good")) + " |")
     print()
 
 
@@ -214,6 +257,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--cases", default=None, help="only accuracy cases whose name contains this")
+    ap.add_argument("--params", default="", help="finder parameters for the accuracy run, e.g. "
+                    "\"hot_pixels=True,gain_per='frame'\"")
+    ap.add_argument("--seed-base", type=int, default=1000,
+                    help="first simulator seed (tune on other seeds than the reported 1000+)")
     a = ap.parse_args(argv)
     print(f"# bench_spots ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"python {sys.version.split()[0]})\n")
@@ -221,7 +268,9 @@ def main(argv=None) -> int:
         speed(a.quick)
         scaling(a.quick)
     if not a.skip_accuracy:
-        accuracy(a.quick, a.cases)
+        params = eval(f"dict({a.params})", {"__builtins__": {"dict": dict, "True": True,
+                                                              "False": False, "None": None}})
+        accuracy(a.quick, a.cases, params, a.seed_base)
     return 0
 
 

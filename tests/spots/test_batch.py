@@ -63,6 +63,20 @@ def test_workers_give_the_same_results_in_order(run_dir):
     assert one == two == [(0, 12), (1, 0), (2, 12), (3, 0), (4, 12), (5, 0)]
 
 
+def test_workers_read_their_own_frames(run_dir, tmp_path):
+    # workers > 1: jobs are (file, frames), results in input order, bad items reported
+    lst = tmp_path / "in.lst"
+    lst.write_text(f"{run_dir / 'run.h5'} //5\n{run_dir / 'run.h5'} //9\n")
+    paths = [run_dir / "run.h5", run_dir / "single.npy", run_dir / "broken.h5", lst]
+    bad1, bad2 = [], []
+    s1 = run_spots(paths, out_dir=tmp_path / "o1", report=bad1.append, progress=False)
+    s2 = run_spots(paths, out_dir=tmp_path / "o2", report=bad2.append, progress=False, workers=2)
+    assert (s1.frames, s1.bad, s1.hits) == (s2.frames, s2.bad, s2.hits) == (8, 2, 4)
+    assert any("broken.h5" in b for b in bad2) and any("frame 9" in b for b in bad2)
+    assert (tmp_path / "o1" / "frames.csv").read_text() == (tmp_path / "o2" / "frames.csv").read_text()
+    assert (tmp_path / "o1" / "spots.csv").read_text() == (tmp_path / "o2" / "spots.csv").read_text()
+
+
 def test_bad_frame_is_reported_not_fatal():
     frames = [Frame(data=np.zeros((32, 32), np.float32)),
               Frame(data=np.zeros((32, 32), np.float32), source="x", index=1)]

@@ -78,10 +78,111 @@ def test_dispersion_strong_map_matches_reference_exactly():
     img = rng.poisson(4.0, (64, 70)).astype(np.float32)
     img[20:23, 30:33] += 80
     bad = rng.random(img.shape) < 0.05
-    labels = np.zeros(img.shape, np.int32)
-    _kernels.dispersion_strong(img, bad, 3, 3, 1.0, 6.0, 3.0, 0.0, 2, labels)
+    strong, _ = _candidate_map(img, bad)
     ref = dispersion_reference(img, bad, DispersionParams(), gain=1.0)
-    np.testing.assert_array_equal(labels > 0, ref["strong"])
+    np.testing.assert_array_equal(strong, ref["strong"])
+
+
+def _candidate_map(img, bad, k=3, gain=1.0, shift=0.0):
+    g = np.full(img.shape[1], gain)
+    rows, cols, lab, parent, row_start, n, n_lab = _kernels.dispersion_candidates(
+        img, bad, k, k, 6.0, 3.0, 0.0, 2, shift, g)
+    strong = np.zeros(img.shape, bool)
+    strong[rows[:n], cols[:n]] = True
+    # row index: candidates of row j are row_start[j]:row_start[j+1], in raster order
+    assert np.all(np.diff(row_start) >= 0) and row_start[-1] == n
+    for j in range(img.shape[0]):
+        assert np.all(rows[row_start[j]:row_start[j + 1]] == j)
+    return strong, n_lab
+
+
+@pytest.mark.parametrize("k", [3, 2])
+def test_fused_rolling_kernel_matches_reference_exactly(k):
+    # tall enough for several exact refreshes of the rolling column sums, a pedestal that
+    # makes float32 sums large, masked rows/columns/pixels; integral data are summed exactly
+    rng = np.random.default_rng(17)
+    img = (rng.poisson(6.0, (230, 90)) + 1000).astype(np.float32)
+    img[40:43, 30:33] += 150
+    img[150:152, 60:62] += 120
+    img[200, 10] = np.nan
+    bad = rng.random(img.shape) < 0.03
+    bad[100:103, :] = True
+    bad[:, 45] = True
+    p = DispersionParams(kernel_size=k)
+    ref = dispersion_reference(img - 1000, bad, p, gain=1.0)
+    ref_abs = dispersion_reference(img, bad, p, gain=1.0)
+    strong, _ = _candidate_map(img - 1000, bad, k)
+    np.testing.assert_array_equal(strong, ref["strong"])
+    strong_abs, _ = _candidate_map(img, bad, k, shift=1000.0)
+    np.testing.assert_array_equal(strong_abs, ref_abs["strong"])
+    assert strong.sum() >= 8
+
+
+def test_sparse_labelling_counts_components():
+    # two 4-connected blobs, one diagonal pair (two components without merging)
+    img = np.random.default_rng(3).poisson(2.0, (60, 60)).astype(np.float32)
+    img[10:13, 10:13] += 200
+    img[30, 30] += 200
+    img[31, 31] += 200
+    img[45:47, 20:26] += 200
+    strong, n_lab = _candidate_map(img, np.zeros(img.shape, bool))
+    from scipy import ndimage as ndi
+    _, n_ref = ndi.label(strong)
+    rows, cols, lab, parent, row_start, n, nl = _kernels.dispersion_candidates(
+        img, np.zeros(img.shape, bool), 3, 3, 6.0, 3.0, 0.0, 2, 0.0, np.ones(60))
+    roots = {_kernels._find(parent, int(x)) for x in lab[:n]}
+    assert len(roots) == n_ref
+
+
+def test_column_gain_follows_column_noise():
+    # CSPAD-like: a pedestal plus read noise that is 2.5x larger in the right half; one gain
+    # for the frame calls many noise pixels strong there, per-column gains do not
+    rng = np.random.default_rng(21)
+    h, w = 185, 194
+    sd = np.where(np.arange(w) < 97, 4.0, 10.0)
+    img = (20.0 + rng.normal(0.0, 1.0, (h, w)) * sd).astype(np.float32)
+    bad = np.zeros(img.shape, bool)
+    from xtalscreen.spots.dispersion import column_gains
+    g_frame = estimate_gain([(img, bad)])
+    g = column_gains(img, bad, g_frame)
+    # variance/mean: 16/20 on the left, 100/20 on the right; gains are only raised
+    assert np.mean(g[:97] == g_frame) > 0.9 and np.median(g[97:]) > 3.5 > g_frame
+    out_frame = _kernels.dispersion_candidates(img, bad, 3, 3, 6.0, 3.0, 0.0, 2, 20.0,
+                                               np.full(w, g_frame))
+    out_col = _kernels.dispersion_candidates(img, bad, 3, 3, 6.0, 3.0, 0.0, 2, 20.0, g)
+    n_frame, n_col = out_frame[5], out_col[5]
+    assert n_frame >= 30 and n_col * 5 <= n_frame
+    assert len(find_spots(img)) <= len(find_spots(img, gain_per="frame"))
+    # a Poisson panel with one gain keeps that gain in (nearly) every column
+    pois = rng.poisson(5.0, (256, 256)).astype(np.float32) * 3
+    gp = column_gains(pois, np.zeros(pois.shape, bool), 3.0)
+    assert np.mean(gp == 3.0) > 0.95
+
+
+def test_hot_pixel_filter_drops_isolated_spikes(synth, matcher):
+    img, pos = synth((200, 200), n_spots=15, sigma=0.9, rng=23)
+    rng = np.random.default_rng(24)
+    hot = []
+    while len(hot) < 8:
+        j, i = rng.integers(5, 195, 2)
+        if np.hypot(pos[:, 0] - i, pos[:, 1] - j).min() > 8:
+            img[j, i] += 500
+            img[j, i + 1] += 300  # pairs pass min_spot_size=2
+            hot.append((i + 1.0, j + 0.5))
+    plain = find_spots(img)
+    filt = find_spots(img, hot_pixels=True)
+    assert matcher(np.c_[plain["fs"], plain["ss"]], hot)[0] == 8
+    assert matcher(np.c_[filt["fs"], filt["ss"]], hot)[0] == 0
+    assert matcher(np.c_[filt["fs"], filt["ss"]], pos)[0] == matcher(
+        np.c_[plain["fs"], plain["ss"]], pos)[0] >= 14
+
+
+def test_gain_options_are_validated():
+    img = np.zeros((16, 16), np.float32)
+    with pytest.raises(ParameterError, match="gain_per"):
+        find_spots(img, gain_per="pixel")
+    with pytest.raises(ParameterError, match="hot_pixels"):
+        find_spots(img, hot_pixels="yes")
 
 
 def test_peakfinder8_matches_reference(synth):

@@ -60,6 +60,66 @@ def estimate_gain(data, bad, half, step):
     return np.median(ratios[:n]), n
 
 
+@njit(cache=True, fastmath=_FM)
+def column_gain(data, bad, strip, fallback, min_strips, max_strips=32):
+    """Gain of every column: median over vertical strips of ``strip`` pixels (evenly spaced, at
+    most about ``max_strips`` of them) of the strip's variance / mean (strips with mean > 0 and
+    at least ``strip - 1`` good pixels), corrected for the median of a chi-square
+    (``strip - 1`` degrees of freedom) lying below its mean. Columns with fewer than
+    ``min_strips`` such strips get ``fallback``.
+
+    Strips are accumulated row by row (contiguous reads), then one median per column.
+    """
+    h, w = data.shape
+    ns_all = h // strip
+    every = max(1, ns_all // max_strips)
+    ns = (ns_all + every - 1) // every
+    ratios = np.empty((w, max(ns, 1)), dtype=np.float64)
+    cnt = np.zeros(w, dtype=np.int64)
+    m = np.empty(w, dtype=np.float64)
+    s = np.empty(w, dtype=np.float64)
+    s2 = np.empty(w, dtype=np.float64)
+    k = strip - 1.0
+    corr = 1.0 / (1.0 - 2.0 / (9.0 * k)) ** 3
+    for t in range(0, ns_all, every):
+        m[:] = 0.0
+        s[:] = 0.0
+        s2[:] = 0.0
+        for j in range(t * strip, (t + 1) * strip):
+            drow = data[j]
+            brow = bad[j]
+            for i in range(w):
+                v = np.float64(drow[i])
+                ok = (not brow[i]) & (v == v) & (abs(v) < _INF)
+                v = v if ok else 0.0
+                m[i] += 1.0 if ok else 0.0
+                s[i] += v
+                s2[i] += v * v
+        for i in range(w):
+            if m[i] >= strip - 1 and s[i] > 0.0:
+                mean = s[i] / m[i]
+                ratios[i, cnt[i]] = (s2[i] - s[i] * mean) / (m[i] - 1.0) / mean
+                cnt[i] += 1
+    out = np.empty(w, dtype=np.float64)
+    buf = np.empty(max(ns, 1), dtype=np.float64)
+    for i in range(w):
+        n = cnt[i]
+        if n < min_strips:
+            out[i] = fallback
+            continue
+        # median of a few values: insertion sort in a scratch buffer (no allocation per column)
+        for a in range(n):
+            v = ratios[i, a]
+            b = a
+            while b > 0 and buf[b - 1] > v:
+                buf[b] = buf[b - 1]
+                b -= 1
+            buf[b] = v
+        med = buf[n // 2] if n % 2 else 0.5 * (buf[n // 2 - 1] + buf[n // 2])
+        out[i] = med * corr
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # union-find helpers
 @njit(cache=True, inline="always")
@@ -77,323 +137,56 @@ def _grow_i32(arr, n):
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# dispersion threshold + labelling, one pass
-@njit(cache=True, fastmath=_FM)
-def _box_row(c, k, out):
-    """out[i] = sum(c[i : i + 2k + 1]) for a zero-padded row ``c``.
-
-    Half-sizes 1-4 are unrolled so that the loop vectorises; larger windows use a running sum.
-    """
-    n = out.shape[0]
-    if k == 3:
-        for i in range(n):
-            out[i] = c[i] + c[i + 1] + c[i + 2] + c[i + 3] + c[i + 4] + c[i + 5] + c[i + 6]
-    elif k == 1:
-        for i in range(n):
-            out[i] = c[i] + c[i + 1] + c[i + 2]
-    elif k == 2:
-        for i in range(n):
-            out[i] = c[i] + c[i + 1] + c[i + 2] + c[i + 3] + c[i + 4]
-    else:
-        width = 2 * k + 1
-        s = np.float32(0.0)
-        for t in range(width - 1):
-            s += c[t]
-        for i in range(n):
-            s += c[i + width - 1]
-            out[i] = s
-            s -= c[i]
-    return out
-
-
-@njit(cache=True, fastmath=_FM)
-def _col_sum(ring, slots, k, out, kw):
-    """out[kw + i] = sum over the window's ring rows of ring[slot, i] (zero slot for off-image)."""
-    w = ring.shape[1]
-    o = out[kw:kw + w]
-    if k == 3:
-        a0 = ring[slots[0]]
-        a1 = ring[slots[1]]
-        a2 = ring[slots[2]]
-        a3 = ring[slots[3]]
-        a4 = ring[slots[4]]
-        a5 = ring[slots[5]]
-        a6 = ring[slots[6]]
-        for i in range(w):
-            o[i] = a0[i] + a1[i] + a2[i] + a3[i] + a4[i] + a5[i] + a6[i]
-    else:
-        o[:] = 0.0
-        for t in range(2 * k + 1):
-            a = ring[slots[t]]
-            for i in range(w):
-                o[i] += a[i]
-
-
-@njit(cache=True, fastmath=_FM)
-def dispersion_strong(data, bad, kh, kw, gain, nsig_b, nsig_s, threshold, min_count, labels,
-                      shift=0.0):
-    """DIALS dispersion test at every pixel, labelling strong pixels on the fly (4-connected).
-
-    Row by row: each image row is cleaned once into a ring buffer (value - ``shift``, its square
-    and a weight; bad, NaN and inf pixels get weight 0), window sums of count, sum and sum of
-    squares come from vectorised vertical then horizontal box sums (float32; ``shift``, a
-    typical background level, keeps the variance free of cancellation), and the threshold test
-    runs branch-free over the row. Strong pixels (rare) are then labelled with a union-find on
-    their up/left neighbours.
-
-    ``labels`` (int32, H x W, all zero on entry) receives provisional labels (1-based) at strong
-    pixels. Returns ``(rows, cols, parent, n_strong, n_labels)``: coordinates of strong pixels
-    in raster order and the union-find parent array of the provisional labels.
-    """
-    h, w = data.shape
-    nwin = 2 * kh + 1
-    nring = nwin + 1          # the last slot stays zero: rows outside the image
-    zslot = nring
-    rv = np.zeros((nring + 1, w), dtype=np.float32)
-    rg = np.zeros((nring + 1, w), dtype=np.float32)
-    ry = np.zeros((nring + 1, w), dtype=np.float32)
-    wp = w + 2 * kw
-    cm = np.zeros(wp, dtype=np.float32)
-    cx = np.zeros(wp, dtype=np.float32)
-    cy = np.zeros(wp, dtype=np.float32)
-    bm = np.empty(w, dtype=np.float32)
-    bx = np.empty(w, dtype=np.float32)
-    by = np.empty(w, dtype=np.float32)
-    flag = np.zeros(w + 8, dtype=np.uint8)
-    slots = np.empty(nwin, dtype=np.int64)
-    sh = np.float32(shift)
-    g = np.float32(gain)
-    nss2 = np.float32(nsig_s * nsig_s * gain)
-    gnb2 = np.float32(2.0 * (gain * nsig_b) ** 2)
-    fmin = np.float32(min_count)
-    thr = np.float32(threshold)
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
-    cap = 1024
-    rows = np.empty(cap, dtype=np.int32)
-    cols = np.empty(cap, dtype=np.int32)
-    parent = np.empty(cap, dtype=np.int32)
-    parent[0] = 0
-    n_strong = 0
-    n_lab = 0
-    # rows without bad pixels: the window count is known, m = rows x columns in the window
-    nbad = np.zeros(nring + 1, dtype=np.int64)
-    span = np.empty(w, dtype=np.float32)
-    for i in range(w):
-        span[i] = min(i + kw, w - 1) - max(i - kw, 0) + 1
-    for jj in range(-kh, h):
-        jn = jj + kh
-        if jn < h:
-            sn = jn % nring
-            nb = 0
-            drow = data[jn]
-            brow = bad[jn]
-            rvs = rv[sn]
-            rys = ry[sn]
-            rgs = rg[sn]
-            for i in range(w):
-                v = drow[i]
-                ok = (not brow[i]) & (v == v) & (abs(v) < _INF)
-                vv = (v - sh) if ok else zero
-                rvs[i] = vv
-                rys[i] = vv * vv
-                rgs[i] = one if ok else zero
-                nb += 0 if ok else 1
-            nbad[sn] = nb
-        j = jj
-        if j < 0:
-            continue
-        any_bad = 0
-        for t in range(nwin):
-            r = j - kh + t
-            slots[t] = r % nring if (r >= 0 and r < h) else zslot
-            any_bad += nbad[slots[t]]
-        if any_bad:
-            _col_sum(rg, slots, kh, cm, kw)
-            _box_row(cm, kw, bm)
-        else:
-            nrows = np.float32(min(j + kh, h - 1) - max(j - kh, 0) + 1)
-            for i in range(w):
-                bm[i] = nrows * span[i]
-        _col_sum(rv, slots, kh, cx, kw)
-        _col_sum(ry, slots, kh, cy, kw)
-        _box_row(cx, kw, bx)
-        _box_row(cy, kw, by)
-        slot = j % nring
-        rvc = rv[slot]
-        rgc = rg[slot]
-        for i in range(w):
-            m = bm[i]
-            xs = bx[i]                       # sum of shifted values
-            x = xs + m * sh                  # sum of values
-            ps = rvc[i]
-            b = m * ps - xs                  # m p - x (shift-invariant)
-            aa = m * by[i] - xs * xs - g * x * (m - one)
-            ok = ((rgc[i] > zero) & (m >= fmin) & (x >= zero) & (ps + sh > thr)
-                  & (b > zero) & (b * b > nss2 * x * m) & (aa > zero)
-                  & (aa * aa > gnb2 * x * x * (m - one)))
-            flag[i] = 1 if ok else 0
-        # label the (few) strong pixels of this row
-        for i in range(w):
-            if flag[i] == 0:
-                continue
-            up = labels[j - 1, i] if j > 0 else 0
-            left = labels[j, i - 1] if i > 0 else 0
-            if up == 0 and left == 0:
-                n_lab += 1
-                if n_lab >= parent.shape[0]:
-                    parent = _grow_i32(parent, n_lab)
-                parent[n_lab] = n_lab
-                lab = n_lab
-            elif up == 0:
-                lab = left
-            elif left == 0:
-                lab = up
-            else:
-                ru = _find(parent, up)
-                rl = _find(parent, left)
-                if ru < rl:
-                    parent[rl] = ru
-                    lab = ru
-                else:
-                    parent[ru] = rl
-                    lab = rl
-            labels[j, i] = lab
-            if n_strong >= rows.shape[0]:
-                rows = _grow_i32(rows, n_strong)
-                cols = _grow_i32(cols, n_strong)
-            rows[n_strong] = j
-            cols[n_strong] = i
-            n_strong += 1
-    return rows, cols, parent, n_strong, n_lab
-
-
 @njit(cache=True)
-def merge_nearby(labels, rows, cols, parent, n_strong, reach):
-    """Union the labels of strong pixels within Chebyshev distance ``reach`` of each other
-    (reach 2 bridges a one-pixel gap: a masked pixel inside a spot, a diagonal streak)."""
-    h, w = labels.shape
-    for k in range(n_strong):
-        j = rows[k]
-        i = cols[k]
-        a = labels[j, i]
-        for dj in range(0, reach + 1):
-            y = j + dj
-            if y >= h:
-                break
-            for di in range(-reach, reach + 1):
-                if dj == 0 and di <= 0:
-                    continue
-                x = i + di
-                if x < 0 or x >= w:
-                    continue
-                b = labels[y, x]
-                if b != 0 and b != a:
-                    ra = _find(parent, a)
-                    rb = _find(parent, b)
-                    if ra < rb:
-                        parent[rb] = ra
-                    elif rb < ra:
-                        parent[ra] = rb
-
-
-@njit(cache=True, fastmath=_FM)
-def component_stats(data, bad, labels, rows, cols, parent, n_strong, n_lab, margin, gain):
-    """Per-component statistics of labelled strong pixels.
-
-    Background of a component: mean and variance of the good pixels in its bounding box grown by
-    ``margin`` pixels that are neither strong nor next to a strong pixel (8-neighbourhood).
-    Returns arrays (one per component) n, fs, ss, intensity (background-subtracted sum),
-    max_pixel, background (per pixel), snr.
-    """
+def hot_spots(data, bad, npx, fs, ss, mx, bg, max_pixels, ring_fraction):
+    """Hot-pixel test of :func:`xtalscreen.spots.dispersion.hot_pixel_spots` (bool per spot)."""
     h, w = data.shape
-    comp = np.zeros(n_lab + 1, dtype=np.int32)
-    nc = 0
-    for lab in range(1, n_lab + 1):
-        r = _find(parent, lab)
-        if r == lab:
-            nc += 1
-            comp[lab] = nc
-    for lab in range(1, n_lab + 1):
-        comp[lab] = comp[_find(parent, lab)]
-    npx = np.zeros(nc, dtype=np.int64)
-    raw = np.zeros(nc, dtype=np.float64)
-    mx = np.full(nc, -np.inf, dtype=np.float64)
-    r0 = np.full(nc, h, dtype=np.int64)
-    r1 = np.full(nc, -1, dtype=np.int64)
-    c0 = np.full(nc, w, dtype=np.int64)
-    c1 = np.full(nc, -1, dtype=np.int64)
-    cid = np.empty(n_strong, dtype=np.int32)
-    for k in range(n_strong):
-        j = rows[k]
-        i = cols[k]
-        c = comp[labels[j, i]] - 1
-        cid[k] = c
-        v = data[j, i]
-        npx[c] += 1
-        raw[c] += v
-        if v > mx[c]:
-            mx[c] = v
-        if j < r0[c]:
-            r0[c] = j
-        if j > r1[c]:
-            r1[c] = j
-        if i < c0[c]:
-            c0[c] = i
-        if i > c1[c]:
-            c1[c] = i
-    bg = np.zeros(nc, dtype=np.float64)
-    bgvar = np.zeros(nc, dtype=np.float64)
-    nbg = np.zeros(nc, dtype=np.int64)
-    for c in range(nc):
-        ja = max(r0[c] - margin, 0)
-        jb = min(r1[c] + margin, h - 1)
-        ia = max(c0[c] - margin, 0)
-        ib = min(c1[c] + margin, w - 1)
+    n = npx.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    for c in range(n):
+        if npx[c] > max_pixels:
+            continue
+        # the brightest pixel within 1 px of the centroid
+        j0 = min(max(int(ss[c]), 0), h - 1)
+        i0 = min(max(int(fs[c]), 0), w - 1)
+        pj = j0
+        pi = i0
+        best = -np.inf
+        for dj in range(-1, 2):
+            for di in range(-1, 2):
+                y = j0 + dj
+                x = i0 + di
+                if 0 <= y < h and 0 <= x < w and _good(data[y, x], bad[y, x]) \
+                        and data[y, x] > best:
+                    best = data[y, x]
+                    pj = y
+                    pi = x
+        peak = best - bg[c]
+        if not (peak > 0.0):
+            continue
+        # ring: 8 neighbours of the peak, leaving out the second pixel of a pair (the
+        # brightest neighbour when the spot has 2 pixels)
+        vals = np.empty(8)
         m = 0
-        s = 0.0
-        s2 = 0.0
-        for j in range(ja, jb + 1):
-            for i in range(ia, ib + 1):
-                v = data[j, i]
-                if not _good(v, bad[j, i]):
+        for dj in range(-1, 2):
+            for di in range(-1, 2):
+                y = pj + dj
+                x = pi + di
+                if (dj == 0 and di == 0) or not (0 <= y < h and 0 <= x < w):
                     continue
-                near = False  # skip strong pixels and their 8 neighbours (spot tails)
-                for dj in range(-1, 2):
-                    for di in range(-1, 2):
-                        y = j + dj
-                        x = i + di
-                        if y >= 0 and y < h and x >= 0 and x < w and labels[y, x] != 0:
-                            near = True
-                if not near:
+                if _good(data[y, x], bad[y, x]):
+                    vals[m] = data[y, x] - bg[c]
                     m += 1
-                    s += v
-                    s2 += v * v
-        if m > 0:
-            bg[c] = s / m
-            if m > 1:
-                bgvar[c] = max((s2 - s * bg[c]) / (m - 1), 0.0)
-        nbg[c] = m
-    net = raw - npx * bg
-    sfs = np.zeros(nc, dtype=np.float64)
-    sss = np.zeros(nc, dtype=np.float64)
-    sw = np.zeros(nc, dtype=np.float64)
-    for k in range(n_strong):
-        c = cid[k]
-        wgt = data[rows[k], cols[k]] - bg[c]
-        if not (net[c] > 0.0):
-            wgt = 1.0
-        sfs[c] += wgt * (cols[k] + 0.5)
-        sss[c] += wgt * (rows[k] + 0.5)
-        sw[c] += wgt
-    fs = sfs / sw
-    ss = sss / sw
-    snr = np.zeros(nc, dtype=np.float64)
-    for c in range(nc):
-        var = gain * max(net[c], 0.0) + npx[c] * bgvar[c] * (1.0 + npx[c] / max(nbg[c], 1))
-        snr[c] = net[c] / np.sqrt(var) if var > 0.0 else (np.inf if net[c] > 0 else 0.0)
-    return npx, fs, ss, net, mx, bg, snr
+        if m < 3:
+            continue
+        vals = np.sort(vals[:m])
+        top = m - (npx[c] - 1) if npx[c] > 1 else m
+        s = 0.0
+        for t in range(top):
+            s += vals[t]
+        ring = s / max(top, 1)
+        out[c] = ring < ring_fraction * peak
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,3 +382,370 @@ def peakfinder8_panel(data, bad, rbin, roffset, rthresh, min_pix, max_pix, local
                 n_out += 1
     return (out_n[:n_out], out_fs[:n_out], out_ss[:n_out], out_i[:n_out], out_max[:n_out],
             out_bg[:n_out], out_sig[:n_out], out_snr[:n_out])
+
+
+# ---------------------------------------------------------------------------------------------
+# dispersion, fused: rolling column sums -> candidate list -> sparse labelling -> spot moments
+@njit(cache=True, fastmath=_FM, boundscheck=False, error_model="numpy")
+def _box7(c, t2, t4, out, w):
+    """out[i] = sum(c[i : i + 7]) (c padded by 3 on each side), via pair and quad sums."""
+    n = w + 6
+    for i in range(n - 1):
+        t2[i] = c[i] + c[i + 1]
+    for i in range(n - 3):
+        t4[i] = t2[i] + t2[i + 2]
+    for i in range(w):
+        out[i] = t4[i] + t2[i + 4] + c[i + 6]
+
+
+@njit(cache=True, fastmath=_FM, boundscheck=False, error_model="numpy")
+def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_count, shift,
+                          col_gain, refresh=32):
+    """The DIALS dispersion test (:mod:`xtalscreen.spots.dispersion`) in one pass with O(1)
+    work per pixel, and 4-connected labelling of the strong pixels without any image-sized array.
+
+    Window sums (count, sum and sum of squares of ``value - shift``) come from rolling column
+    sums: each image row is cleaned once into a ring buffer of ``2·kh + 2`` rows, enters the
+    column sums when it comes into the window and is subtracted when it leaves (the sums are
+    recomputed from the ring every ``refresh`` rows, so float32 rounding cannot drift; integral
+    data below 2**24 are summed exactly). One unrolled horizontal box sum per quantity and the
+    branch-free test then run over the row. Strong pixels are appended to a raster-ordered
+    candidate list; their provisional labels (union-find) look up the row above through two
+    row buffers that are cleared at the positions they were set, never in full.
+
+    The test is evaluated in float32. ``col_gain`` (float64, W) is the gain of every column
+    (the gain of the window's centre column is used). Returns ``(rows, cols, lab, parent,
+    row_start, n_strong, n_lab)``: candidate coordinates, provisional label of each candidate,
+    the union-find parents, and ``row_start`` (H + 1,): candidates of row ``j`` are
+    ``row_start[j]:row_start[j + 1]``.
+    """
+    h, w = data.shape
+    nring = 2 * kh + 2
+    rv = np.zeros((nring, w), dtype=np.float32)
+    ry = np.zeros((nring, w), dtype=np.float32)
+    rg = np.zeros((nring, w), dtype=np.float32)
+    wp = w + 2 * kw
+    cm = np.zeros(wp, dtype=np.float32)
+    cx = np.zeros(wp, dtype=np.float32)
+    cy = np.zeros(wp, dtype=np.float32)
+    bm = np.empty(w, dtype=np.float32)
+    bx = np.empty(w, dtype=np.float32)
+    by = np.empty(w, dtype=np.float32)
+    flag = np.zeros(w, dtype=np.uint8)
+    gv = np.empty(w, dtype=np.float32)
+    nss2v = np.empty(w, dtype=np.float32)
+    gnb2v = np.empty(w, dtype=np.float32)
+    for i in range(w):
+        gi = col_gain[i]
+        gv[i] = gi
+        nss2v[i] = nsig_s * nsig_s * gi
+        gnb2v[i] = 2.0 * (gi * nsig_b) ** 2
+    lab_a = np.zeros(w, dtype=np.int32)    # labels of the current row (by column)
+    lab_b = np.zeros(w, dtype=np.int32)    # labels of the row above
+    sh = np.float32(shift)
+    fmin = np.float32(min_count)
+    thr = np.float32(threshold)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    cap = 1024
+    rows = np.empty(cap, dtype=np.int32)
+    cols = np.empty(cap, dtype=np.int32)
+    lab = np.empty(cap, dtype=np.int32)
+    parent = np.empty(cap, dtype=np.int32)
+    parent[0] = 0
+    row_start = np.zeros(h + 1, dtype=np.int64)
+    n_strong = 0
+    n_lab = 0
+    width = 2 * kw + 1
+    cxo = cx[kw:kw + w]
+    cyo = cy[kw:kw + w]
+    cmo = cm[kw:kw + w]
+    # rows without bad pixels: the window count is rows x columns, no sums needed
+    nbad = np.zeros(nring, dtype=np.int64)
+    span = np.empty(w, dtype=np.float32)
+    for i in range(w):
+        span[i] = min(i + kw, w - 1) - max(i - kw, 0) + 1
+    t2 = np.zeros(wp, dtype=np.float32)
+    t4 = np.zeros(wp, dtype=np.float32)
+    for jn in range(-kh, h):
+        je = jn + kh                 # row entering the window of output row jn
+        if je < h:
+            se = je % nring
+            drow = data[je]
+            brow = bad[je]
+            rvs = rv[se]
+            rys = ry[se]
+            rgs = rg[se]
+            nb = 0
+            for i in range(w):
+                v = drow[i]
+                ok = (not brow[i]) & (v == v) & (abs(v) < _INF)
+                vv = (v - sh) if ok else zero
+                rvs[i] = vv
+                rys[i] = vv * vv
+                rgs[i] = one if ok else zero
+                nb += 0 if ok else 1
+            nbad[se] = nb
+        j = jn
+        jl = j - kh - 1              # row leaving
+        if j >= 0 and j % refresh == 0:
+            # exact recomputation from the ring: rows max(j-kh, 0) .. min(j+kh, h-1)
+            cxo[:] = 0.0
+            cyo[:] = 0.0
+            cmo[:] = 0.0
+            for r in range(max(j - kh, 0), min(j + kh, h - 1) + 1):
+                sr = r % nring
+                a = rv[sr]
+                b = ry[sr]
+                c = rg[sr]
+                for i in range(w):
+                    cxo[i] += a[i]
+                    cyo[i] += b[i]
+                    cmo[i] += c[i]
+        else:
+            if je < h:
+                se = je % nring
+                a = rv[se]
+                b = ry[se]
+                c = rg[se]
+                if jl >= 0:
+                    sl = jl % nring
+                    a2 = rv[sl]
+                    b2 = ry[sl]
+                    c2 = rg[sl]
+                    for i in range(w):
+                        cxo[i] += a[i] - a2[i]
+                        cyo[i] += b[i] - b2[i]
+                        cmo[i] += c[i] - c2[i]
+                else:
+                    for i in range(w):
+                        cxo[i] += a[i]
+                        cyo[i] += b[i]
+                        cmo[i] += c[i]
+            elif jl >= 0:
+                sl = jl % nring
+                a2 = rv[sl]
+                b2 = ry[sl]
+                c2 = rg[sl]
+                for i in range(w):
+                    cxo[i] -= a2[i]
+                    cyo[i] -= b2[i]
+                    cmo[i] -= c2[i]
+        if j < 0:
+            continue
+        row_start[j] = n_strong
+        any_bad = 0
+        for r in range(max(j - kh, 0), min(j + kh, h - 1) + 1):
+            any_bad += nbad[r % nring]
+        if kw == 3:
+            # 7-wide box sums from pair and quad partial sums (4 adds per output, not 6)
+            _box7(cx, t2, t4, bx, w)
+            _box7(cy, t2, t4, by, w)
+            if any_bad:
+                _box7(cm, t2, t4, bm, w)
+        else:
+            for i in range(w):
+                a0 = zero
+                b0 = zero
+                c0 = zero
+                for t in range(width):
+                    a0 += cx[i + t]
+                    b0 += cy[i + t]
+                    c0 += cm[i + t]
+                bx[i] = a0
+                by[i] = b0
+                bm[i] = c0
+        if not any_bad:
+            nrows = np.float32(min(j + kh, h - 1) - max(j - kh, 0) + 1)
+            for i in range(w):
+                bm[i] = nrows * span[i]
+        slot = j % nring
+        rvc = rv[slot]
+        rgc = rg[slot]
+        nf = 0
+        for i in range(w):
+            m = bm[i]
+            xs = bx[i]
+            x = xs + m * sh
+            ps = rvc[i]
+            b0 = m * ps - xs
+            aa = m * by[i] - xs * xs - gv[i] * x * (m - one)
+            ok = ((rgc[i] > zero) & (m >= fmin) & (x >= zero) & (ps + sh > thr)
+                  & (b0 > zero) & (b0 * b0 > nss2v[i] * x * m) & (aa > zero)
+                  & (aa * aa > gnb2v[i] * x * x * (m - one)))
+            flag[i] = 1 if ok else 0
+            nf += 1 if ok else 0
+        # swap the row-label buffers; clear the one for this row where row j-2 set it
+        tmp = lab_b
+        lab_b = lab_a
+        lab_a = tmp
+        if j >= 2:
+            for k in range(row_start[j - 2], row_start[j - 1]):
+                lab_a[cols[k]] = 0
+        if nf == 0:
+            continue
+        for i in range(w):
+            if flag[i] == 0:
+                continue
+            up = lab_b[i] if j > 0 else 0
+            left = lab_a[i - 1] if i > 0 else 0
+            if up == 0 and left == 0:
+                n_lab += 1
+                if n_lab >= parent.shape[0]:
+                    parent = _grow_i32(parent, n_lab)
+                parent[n_lab] = n_lab
+                lb = n_lab
+            elif up == 0:
+                lb = left
+            elif left == 0:
+                lb = up
+            else:
+                ru = _find(parent, up)
+                rl = _find(parent, left)
+                if ru < rl:
+                    parent[rl] = ru
+                    lb = ru
+                else:
+                    parent[ru] = rl
+                    lb = rl
+            lab_a[i] = lb
+            if n_strong >= rows.shape[0]:
+                rows = _grow_i32(rows, n_strong)
+                cols = _grow_i32(cols, n_strong)
+                lab = _grow_i32(lab, n_strong)
+            rows[n_strong] = j
+            cols[n_strong] = i
+            lab[n_strong] = lb
+            n_strong += 1
+    row_start[h] = n_strong
+    return rows, cols, lab, parent, row_start, n_strong, n_lab
+
+
+@njit(cache=True)
+def merge_nearby_sparse(rows, cols, lab, parent, row_start, n_strong, reach):
+    """Union the spots of candidates within Chebyshev distance ``reach`` (reach 2 bridges a
+    one-pixel gap: a masked pixel inside a spot, a diagonal streak), on the candidate list
+    (rows ``j .. j + reach`` found through ``row_start``)."""
+    h = row_start.shape[0] - 1
+    for k in range(n_strong):
+        j = rows[k]
+        i = cols[k]
+        a = lab[k]
+        for y in range(j, min(j + reach, h - 1) + 1):
+            for q in range(row_start[y], row_start[y + 1]):
+                if y == j and q <= k:
+                    continue
+                di = cols[q] - i
+                if di < -reach or di > reach:
+                    continue
+                b = lab[q]
+                if b != a:
+                    ra = _find(parent, a)
+                    rb = _find(parent, b)
+                    if ra < rb:
+                        parent[rb] = ra
+                    elif rb < ra:
+                        parent[ra] = rb
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def component_stats_sparse(data, bad, rows, cols, lab, parent, row_start, n_strong, n_lab,
+                           margin, gain):
+    """Per-spot statistics from the candidate list.
+
+    Background of a spot: mean and variance of the good pixels in its bounding box grown by
+    ``margin`` pixels that are neither strong nor next to a strong pixel (8-neighbourhood; a
+    small local map built from ``row_start``). ``gain`` (float64, W) is the gain of every
+    column (the SNR uses the one at the centroid). Returns arrays (one per spot) n, fs, ss,
+    intensity (background-subtracted sum), max_pixel, background (per pixel), snr."""
+    h, w = data.shape
+    comp = np.zeros(n_lab + 1, dtype=np.int32)
+    nc = 0
+    for lb in range(1, n_lab + 1):
+        if _find(parent, lb) == lb:
+            nc += 1
+            comp[lb] = nc
+    for lb in range(1, n_lab + 1):
+        comp[lb] = comp[_find(parent, lb)]
+    npx = np.zeros(nc, dtype=np.int64)
+    raw = np.zeros(nc, dtype=np.float64)
+    mx = np.full(nc, -np.inf, dtype=np.float64)
+    r0 = np.full(nc, h, dtype=np.int64)
+    r1 = np.full(nc, -1, dtype=np.int64)
+    c0 = np.full(nc, w, dtype=np.int64)
+    c1 = np.full(nc, -1, dtype=np.int64)
+    cid = np.empty(n_strong, dtype=np.int32)
+    for k in range(n_strong):
+        j = rows[k]
+        i = cols[k]
+        c = comp[lab[k]] - 1
+        cid[k] = c
+        v = data[j, i]
+        npx[c] += 1
+        raw[c] += v
+        if v > mx[c]:
+            mx[c] = v
+        r0[c] = min(r0[c], j)
+        r1[c] = max(r1[c], j)
+        c0[c] = min(c0[c], i)
+        c1[c] = max(c1[c], i)
+    bg = np.zeros(nc, dtype=np.float64)
+    bgvar = np.zeros(nc, dtype=np.float64)
+    nbg = np.zeros(nc, dtype=np.int64)
+    for c in range(nc):
+        ja = max(r0[c] - margin, 0)
+        jb = min(r1[c] + margin, h - 1)
+        ia = max(c0[c] - margin, 0)
+        ib = min(c1[c] + margin, w - 1)
+        bh = jb - ja + 1
+        bw = ib - ia + 1
+        near = np.zeros((bh, bw), dtype=np.uint8)
+        for y in range(max(ja - 1, 0), min(jb + 1, h - 1) + 1):
+            for q in range(row_start[y], row_start[y + 1]):
+                x = cols[q]
+                if x < ia - 1 or x > ib + 1:
+                    continue
+                for dy in range(-1, 2):
+                    yy = y + dy - ja
+                    if yy < 0 or yy >= bh:
+                        continue
+                    for dx in range(-1, 2):
+                        xx = x + dx - ia
+                        if 0 <= xx < bw:
+                            near[yy, xx] = 1
+        m = 0
+        s = 0.0
+        s2 = 0.0
+        for j in range(ja, jb + 1):
+            for i in range(ia, ib + 1):
+                v = data[j, i]
+                if near[j - ja, i - ia] != 0 or not _good(v, bad[j, i]):
+                    continue
+                m += 1
+                s += v
+                s2 += v * v
+        if m > 0:
+            bg[c] = s / m
+            if m > 1:
+                bgvar[c] = max((s2 - s * bg[c]) / (m - 1), 0.0)
+        nbg[c] = m
+    net = raw - npx * bg
+    sfs = np.zeros(nc, dtype=np.float64)
+    sss = np.zeros(nc, dtype=np.float64)
+    sw = np.zeros(nc, dtype=np.float64)
+    for k in range(n_strong):
+        c = cid[k]
+        wgt = data[rows[k], cols[k]] - bg[c]
+        if not (net[c] > 0.0):
+            wgt = 1.0
+        sfs[c] += wgt * (cols[k] + 0.5)
+        sss[c] += wgt * (rows[k] + 0.5)
+        sw[c] += wgt
+    fs = sfs / sw
+    ss = sss / sw
+    snr = np.zeros(nc, dtype=np.float64)
+    for c in range(nc):
+        g = gain[min(max(int(fs[c]), 0), w - 1)]
+        var = g * max(net[c], 0.0) + npx[c] * bgvar[c] * (1.0 + npx[c] / max(nbg[c], 1))
+        snr[c] = net[c] / np.sqrt(var) if var > 0.0 else (np.inf if net[c] > 0 else 0.0)
+    return npx, fs, ss, net, mx, bg, snr

@@ -1,5 +1,10 @@
-"""Spot finding over files: frames are read in the main process (``xtalscreen.io.open_frames``),
-searched by worker processes, and collected in input order by one writer.
+"""Spot finding over files, collected in input order by one writer.
+
+With one worker, frames are read (``xtalscreen.io.open_frames``) and searched in this process.
+With several (:func:`run_spots` ``workers > 1``), the main process only lists the frames (file
+headers) and sends ``(file, frame indices)`` jobs of a few frames each; every worker reads its
+own frames, finds the spots and sends back the spot tables, so no image crosses a process
+boundary and the readers scale with the workers.
 
 Outputs of :func:`run_spots` in ``out_dir``:
 
@@ -187,6 +192,145 @@ def process_frames(frames: Iterable, *, algorithm: str = "dispersion", params: d
 
 
 # ---------------------------------------------------------------------------------------------
+#: Frames per job sent to a worker (consecutive frames of one file: one file open per job).
+JOB_FRAMES = 4
+
+_WORKER_OPEN_KW: dict = {}
+
+
+def _init_worker(open_kw: dict) -> None:
+    import logging
+
+    global _WORKER_OPEN_KW
+    _WORKER_OPEN_KW = dict(open_kw)
+    # bad frames go back to the main process, which reports each once; no worker log lines
+    logging.getLogger("xtalscreen.io").setLevel(logging.ERROR)
+
+
+def _result_of(frame, out, rule) -> FrameResult:
+    res, err, sec = out
+    r = FrameResult(source=frame.source, index=frame.index, shape=tuple(frame.shape),
+                    format=frame.format, seconds=sec)
+    g = frame.geometry
+    if g is not None and frame.data.ndim == 3:
+        r.panel_slab = tuple(int(p.slab) for p in g.panels)
+    if err is not None:
+        r.error = err
+        return r
+    table = res if isinstance(res, SpotTable) else None
+    r.n_spots = len(table) if table is not None else int(res)
+    r.spots = table
+    r.decision = rule.decide(r.n_spots) if rule is not None else None
+    return r
+
+
+def _work_job(path: str, indices: list[int], algorithm: str, params: dict, filters: dict,
+              keep_spots: bool) -> list:
+    """Worker side of a job: read ``indices`` of ``path`` and find spots in each.
+
+    Returns a list, in order, of FrameResult (decision left to the main process) or, for a
+    frame that could not be read, the one-line reason (str).
+    """
+    from xtalscreen.io import open_frames
+
+    out: list = []
+    errors: list = []
+    try:
+        stream = open_frames(path, frames=list(indices), on_error="skip", errors=errors,
+                             **_WORKER_OPEN_KW)
+        for frame in stream:
+            for e in errors:
+                out.append(str(e))
+            errors.clear()
+            out.append(_result_of(frame, _work(frame, algorithm, params, filters, keep_spots),
+                                  None))
+    except XtalscreenError as exc:
+        errors.append(str(exc))
+    out.extend(str(e) for e in errors)
+    return out
+
+
+def list_jobs(paths, *, on_bad: Callable[[str], None], open_kw: dict | None = None,
+              frames_per_job: int = JOB_FRAMES) -> list[tuple[str, list[int]]]:
+    """``(file, frame indices)`` jobs for every frame of ``paths`` (headers only are read).
+
+    Files that cannot be listed go to ``on_bad`` (one line each); out-of-range frame requests
+    are left in the jobs, where the worker reports them.
+    """
+    from xtalscreen.io import open_file, open_frames
+    from xtalscreen.io.readers import _selection
+
+    open_kw = dict(open_kw or {})
+    stream = open_frames(paths, on_error="skip", errors=lambda e: on_bad(str(e)),
+                         dataset=open_kw.get("dataset"))
+    jobs: list[tuple[str, list[int]]] = []
+    for item in stream.items:
+        try:
+            with open_file(item.path, dataset=open_kw.get("dataset"), auto_mask=False) as r:
+                n = len(r)
+        except XtalscreenError as exc:
+            on_bad(str(exc) if item.path in str(exc) else f"{item.path}: {exc}")
+            continue
+        sel = item.frames if item.frames is not None else open_kw.get("frames")
+        idx = list(_selection(sel, n))
+        for k in range(0, len(idx), frames_per_job):
+            jobs.append((item.path, idx[k:k + frames_per_job]))
+    return jobs
+
+
+def process_files(paths, *, algorithm: str = "dispersion", params: dict | None = None,
+                  filters: dict | None = None, rule=None, workers: int = 2,
+                  keep_spots: bool = True, open_kw: dict | None = None,
+                  on_bad: Callable[[str], None] | None = None,
+                  frames_per_job: int = JOB_FRAMES) -> Iterator[FrameResult]:
+    """Like :func:`process_frames` on the frames of ``paths``, but the workers read the frames.
+
+    Parameters
+    ----------
+    paths : files, directories, globs or list files (as ``xtalscreen.io.open_frames``)
+    open_kw : dict, optional
+        Options of ``open_frames`` (mask, geometry, dark, ...), sent once to every worker.
+    on_bad : callable, optional
+        Receives one line per file or frame that could not be read.
+    frames_per_job : int
+        Consecutive frames of one file per job.
+
+    Yields
+    ------
+    FrameResult, in input order (frames that could not be read are left out and reported).
+    """
+    params = dict(params or {})
+    filters = dict(filters or {})
+    make_params(algorithm, **params)
+    rule = rule or SpotCountRule()
+    on_bad = on_bad or (lambda s: None)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers must be an integer >= 1, got {workers!r}")
+    open_kw = {k: v for k, v in (open_kw or {}).items() if k != "frames"}
+    jobs = list_jobs(paths, on_bad=on_bad, open_kw=open_kw, frames_per_job=frames_per_job)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                             initargs=(open_kw,)) as pool:
+        pending: deque = deque()
+
+        def drain(fut):
+            for r in fut.result():
+                if isinstance(r, str):
+                    on_bad(r)
+                    continue
+                if r.error is None:
+                    r.decision = rule.decide(r.n_spots)
+                yield r
+
+        for path, idx in jobs:
+            pending.append(pool.submit(_work_job, path, idx, algorithm, params, filters,
+                                       keep_spots))
+            while len(pending) >= 3 * workers:
+                yield from drain(pending.popleft())
+        while pending:
+            yield from drain(pending.popleft())
+
+
+# ---------------------------------------------------------------------------------------------
 class SpotWriter:
     """Writes frames.csv, spots.csv, peaks.h5 and hits.lst as results arrive."""
 
@@ -280,9 +424,14 @@ def run_spots(paths, *, algorithm: str = "dispersion", params: dict | None = Non
 
     writer = SpotWriter(out_dir, max_peaks=max_peaks) if out_dir is not None else None
     t0 = time.perf_counter()
-    frames = iter_frames(paths, on_bad=bad, **(open_kw or {}))
-    results = process_frames(frames, algorithm=algorithm, params=params, filters=filters,
-                             rule=rule, workers=workers, keep_spots=writer is not None)
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1:
+        results = process_files(paths, algorithm=algorithm, params=params, filters=filters,
+                                 rule=rule, workers=workers, keep_spots=writer is not None,
+                                 open_kw=open_kw, on_bad=bad)
+    else:
+        frames = iter_frames(paths, on_bad=bad, **(open_kw or {}))
+        results = process_frames(frames, algorithm=algorithm, params=params, filters=filters,
+                                 rule=rule, workers=workers, keep_spots=writer is not None)
     try:
         for r in track(results, description="finding spots", enabled=progress):
             if r.error is not None:

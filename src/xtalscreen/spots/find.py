@@ -50,7 +50,9 @@ def find_spots(data, *, mask: np.ndarray | None = None, algorithm: str = "disper
     ice_ring_width : float
         Full width of each excluded ring in 1/d² (Å⁻²), as DIALS ``ice_rings.width``.
     **params
-        Finder parameters, e.g. ``sigma_strong=3``, ``gain=1.0``, ``min_snr=5``.
+        Finder parameters, e.g. ``sigma_strong=3``, ``gain=1.0``, ``min_snr=5``,
+        ``gain_per="frame"`` (one estimated gain instead of one per column),
+        ``hot_pixels=True`` (drop isolated 1-2 pixel spikes).
 
     Returns
     -------
