@@ -9,7 +9,11 @@ from xtalscreen.cli import add_command
 from xtalscreen.errors import ParameterError
 
 _DATA_HELP = ("dataset: a folder with labels.csv (xtalscreen simulate / label output), a "
-              "DiffraNet-style <split>/<class>/ tree, a labels .csv, or an (id)h5 file with --annotations")
+              "DiffraNet-style <split>/<class>/ tree, a MARCO-style <class>/ tree of drop images "
+              "(--target marco), a labels .csv, or an (id)h5 file with --annotations")
+_TARGETS = ["ke", "diffranet", "binary", "marco"]
+#: Model used when --model is not given (and no --init names one).
+_DEFAULT_MODEL = {"marco": "c4_cnn"}
 
 
 def _kv(items) -> dict:
@@ -28,26 +32,47 @@ def _kv(items) -> dict:
 
 def register(sub) -> None:
     p = add_command(
-        sub, "train", help="train a frame classifier (hit/maybe/miss, DiffraNet classes, or hit/miss)",
+        sub, "train", help="train a frame classifier (hit/maybe/miss, DiffraNet classes, hit/miss) "
+                           "or a drop classifier (MARCO's crystal/precipitate/clear/other)",
         description="Train a CNN on labelled frames with class-balanced mini-batches, SGD with momentum "
                     "(or AdamW) and paper 001's exponential learning-rate decay; checkpoints (last.pt, "
-                    "best.pt), metrics.jsonl and train.json go to --out.",
+                    "best.pt), metrics.jsonl and train.json go to --out. With --target marco it trains "
+                    "a drop classifier on a folder of drop images in the MARCO layout (DIR/<class>/*.jpg, "
+                    "class = crystal, precipitate, clear, other or a mapped class name; or "
+                    "DIR/<split>/<class>/), resizing whole images to the model input; its best.pt "
+                    "works with xtalscreen drops run/score --model. --init fine-tunes from an "
+                    "existing model (a checkpoint, or 'demo').",
         examples="  xtalscreen simulate --preset cspad --n 2000 --out sim/\n"
                  "  xtalscreen train --data sim/ --model ke2018 --target ke --epochs 120 --out runs/ke/\n"
                  "  xtalscreen train --data sim/ --model li2018 --target binary --optimizer adamw --lr 1e-3 "
                  "--schedule step --out runs/li/\n"
                  "  xtalscreen train --data run7.h5 --annotations run7.labels.csv --out runs/r7/\n"
-                 "  xtalscreen train --data sim/ --out runs/ke/ --resume runs/ke/last.pt --epochs 200")
+                 "  xtalscreen train --data sim/ --out runs/ke/ --resume runs/ke/last.pt --epochs 200\n"
+                 "  xtalscreen train --data marco_images/ --target marco --model inception_v3 "
+                 "--optimizer adamw --lr 1e-3 --epochs 30 --out runs/marco/\n"
+                 "  xtalscreen drops export-training --db drops.sqlite agreed/\n"
+                 "  xtalscreen train --data agreed/ --target marco --init runs/marco/best.pt --lr 1e-4 "
+                 "--optimizer adamw --epochs 10 --out runs/marco-ft/\n"
+                 "  xtalscreen drops score plate1/*.jpg --model runs/marco-ft/best.pt")
     p.add_argument("--data", required=True, help=_DATA_HELP)
     p.add_argument("--annotations", help="annotation file for an HDF5 --data (frame label [split] per line)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
-    p.add_argument("--model", default="ke2018", help="registered model (xtalscreen.models.list_models())")
+    p.add_argument("--model", help="registered model (xtalscreen.models.list_models()); default ke2018, "
+                   "c4_cnn for --target marco, the --init checkpoint's model with --init")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument, repeatable "
-                   "(e.g. widths=[8,16,32,64], topology=3)")
-    p.add_argument("--target", default="ke", choices=["ke", "diffranet", "binary"],
-                   help="label scheme: ke = hit/maybe/miss, diffranet = 5 classes, binary = hit/miss")
-    p.add_argument("--img-size", type=int, help="network input edge in pixels after binning "
-                   "(default: the model's; ke2018 720)")
+                   "(e.g. widths=[8,16,32,64], topology=3, in_chans=1 for grey drop images)")
+    p.add_argument("--target", default="ke", choices=_TARGETS,
+                   help="label scheme: ke = hit/maybe/miss, diffranet = 5 classes, binary = hit/miss, "
+                        "marco = drop images (crystal/precipitate/clear/other)")
+    p.add_argument("--img-size", type=int, help="network input edge in pixels after binning; for drop "
+                   "images the size whole images are resized to (default: the model's; ke2018 720, "
+                   "c4_cnn 128, inception_v3 299)")
+    p.add_argument("--init", metavar="CKPT", help="fine-tune from this model: a best.pt/last.pt, a "
+                   "drop-model .pt, or 'demo'; its architecture, weights and preprocessing are used "
+                   "(the last layer starts afresh if its classes differ)")
+    p.add_argument("--val-fraction", type=float, help="fraction of items without a split of their own "
+                   "(e.g. MARCO <class>/ folders) used for validation, by a hash of the file name "
+                   "(default: 80/10/10 %% train/val/test)")
     p.add_argument("--preprocess", action="append", metavar="KEY=VALUE",
                    help="preprocessing override, repeatable (e.g. bin=1, contrast=linear, max_shift=60)")
     p.add_argument("--epochs", type=int, default=120)
@@ -106,9 +131,9 @@ def register(sub) -> None:
     t.add_argument("--data", required=True, help=_DATA_HELP)
     t.add_argument("--annotations")
     t.add_argument("--out", required=True)
-    t.add_argument("--model", default="ke2018")
+    t.add_argument("--model")
     t.add_argument("--model-arg", action="append", metavar="KEY=VALUE")
-    t.add_argument("--target", default="ke", choices=["ke", "diffranet", "binary"])
+    t.add_argument("--target", default="ke", choices=_TARGETS)
     t.add_argument("--img-size", type=int)
     t.add_argument("--preprocess", action="append", metavar="KEY=VALUE")
     t.add_argument("--epochs", type=int, default=20, help="maximum epochs (budget) per trial")
@@ -137,7 +162,7 @@ def register(sub) -> None:
     s.add_argument("--presets", help="comma-separated presets to use (cross-dataset; default all)")
     s.add_argument("--no-held-out", action="store_true", help="skip the train-on-the-others rows")
     s.add_argument("--sizes", default="100,300,1000", help="training-set sizes (size study)")
-    s.add_argument("--model", default="ke2018")
+    s.add_argument("--model")
     s.add_argument("--model-arg", action="append", metavar="KEY=VALUE")
     s.add_argument("--target", default="ke", choices=["ke", "diffranet", "binary"])
     s.add_argument("--img-size", type=int)
@@ -153,20 +178,32 @@ def register(sub) -> None:
     s.set_defaults(func=run_study, annotations=None)
 
 
+def _model_name(args) -> str:
+    """--model, else the --init checkpoint's model, else the target's default."""
+    if getattr(args, "model", None):
+        return args.model
+    if getattr(args, "init", None):
+        from xtalscreen.train.loop import _read_init
+
+        return _read_init(args.init)["model_name"]
+    return _DEFAULT_MODEL.get(args.target, "ke2018")
+
+
 def _config(args, **extra):
     from xtalscreen.train.loop import TrainConfig
 
     bpe = getattr(args, "batches_per_epoch", 100)
     return TrainConfig(
-        model=args.model, model_kwargs=_kv(args.model_arg), img_size=args.img_size,
+        model=_model_name(args), model_kwargs=_kv(args.model_arg), img_size=args.img_size,
         preprocess=_kv(args.preprocess), target=args.target, epochs=args.epochs,
         batches_per_epoch=bpe or None, seed=args.seed, device=args.device, workers=args.workers, **extra)
 
 
-def _load(args, target):
+def _load(args, target, val_fraction=None):
     from xtalscreen.train.datasets import load_labels
 
-    data = load_labels(args.data, target=target, annotations=args.annotations)
+    data = load_labels(args.data, target=target, annotations=args.annotations,
+                       val_fraction=val_fraction)
     for line in data.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     return data
@@ -186,8 +223,9 @@ def run_train(args) -> int:
         cfg = _config(args, batch_size=args.batch_size, balanced=not args.no_balance,
                       optimizer=args.optimizer, lr=args.lr, lr_end=args.lr_end, schedule=args.schedule,
                       step_size=args.step_size, gamma=args.gamma, momentum=args.momentum,
-                      weight_decay=args.weight_decay, augment=not args.no_augment, patience=args.patience)
-    data = _load(args, cfg.target)
+                      weight_decay=args.weight_decay, augment=not args.no_augment, patience=args.patience,
+                      init=args.init, val_fraction=args.val_fraction)
+    data = _load(args, cfg.target, cfg.val_fraction)
     tr, va = data.split("train"), data.split("val")
     print(f"training {cfg.model} ({cfg.target}: {', '.join(data.classes)}) on {len(tr)} frames "
           f"{tr.class_counts()}, validating on {len(va)}", file=sys.stderr)

@@ -10,7 +10,10 @@ Ways to get one (:func:`load_classifier`):
 - ``"demo"``: the shipped demonstration model (:mod:`xtalscreen.drops.demo_model`; rendered drops
   only, **not** for real use);
 - ``model.pt``: a checkpoint of a registry model (``inception_v3``, ``c4_cnn``, ...) as written by
-  :func:`save_checkpoint` (model name + arguments + weights + classes + preprocessing);
+  :func:`save_checkpoint` (model name + arguments + weights + classes + preprocessing), or a
+  ``best.pt`` / ``last.pt`` written by ``xtalscreen train --target marco`` (its
+  :class:`~xtalscreen.preprocess.pipeline.ImagePreprocessConfig` becomes the :class:`Preprocess`;
+  version = epoch + a hash of the file, so a retrained model rescores);
 - ``model.onnx``: an ONNX file run with onnxruntime (``pip install xtalscreen[onnx]``), with a
   JSON sidecar ``model.onnx.json`` giving ``classes`` (required), ``name``, ``version``,
   ``input_size`` ([C, H, W]), ``mean``, ``std``, ``threshold``;
@@ -82,21 +85,14 @@ class Preprocess:
 
     def one(self, img: np.ndarray) -> np.ndarray:
         """One image -> float32 array (C, H, W). Raises InputError for an unexpected size."""
+        from xtalscreen.preprocess.pipeline import image_to_tensor  # shared with xtalscreen train
+
         img = np.asarray(img)
         if img.ndim not in (2, 3) or img.size == 0:
             raise InputError(f"unexpected image shape {img.shape}")
         check_image_size(img)
-        h, w = img.shape[:2]
-        if img.dtype != np.uint8:
-            img = np.clip(img, 0, 255).astype(np.uint8)
-        if self.in_chans == 1 and img.ndim == 3:
-            img = cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY)
-        elif self.in_chans == 3 and img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        if (h, w) != tuple(self.size):
-            img = cv2.resize(img, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
-        x = (img.astype(np.float32) / 255.0 - self.mean) / self.std
-        return x[None] if x.ndim == 2 else np.ascontiguousarray(x.transpose(2, 0, 1))
+        return image_to_tensor(img, size=tuple(self.size), channels=self.in_chans,
+                               mean=self.mean, std=self.std)
 
     def batch(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([self.one(im) for im in images]) if images else np.zeros(
@@ -200,6 +196,9 @@ def _load_torch(path: Path, device: str) -> TorchClassifier:
     except Exception as exc:  # torch raises many types for a bad file; report it as input
         raise InputError(f"not a readable model checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", path=str(path)) from None
+    if isinstance(ckpt, dict) and ckpt.get("format") == "xtalscreen-checkpoint":
+        del ckpt
+        return _load_train_checkpoint(path, device)
     need = ("model_name", "model_kwargs", "state_dict", "classes")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in need):
         raise InputError(f"not a drop-model checkpoint (needs keys {', '.join(need)}); write one "
@@ -210,6 +209,31 @@ def _load_torch(path: Path, device: str) -> TorchClassifier:
                            version=str(ckpt.get("version", "1")),
                            preprocess=Preprocess.from_dict(ckpt.get("preprocess", {})),
                            threshold=ckpt.get("threshold"), device=device)
+
+
+def _load_train_checkpoint(path: Path, device: str) -> TorchClassifier:
+    """A checkpoint written by ``xtalscreen train --target marco`` (best.pt / last.pt)."""
+    import hashlib
+
+    from xtalscreen.preprocess.pipeline import ImagePreprocessConfig
+    from xtalscreen.train.checkpoint import load_model
+
+    model, pp, meta = load_model(path, task=None, device="cpu")
+    if not isinstance(pp, ImagePreprocessConfig):
+        raise InputError(f"this checkpoint is an X-ray frame classifier (target "
+                         f"{meta.get('target')!r}, classes {list(meta.get('classes', []))}), not a "
+                         "drop model; train one with xtalscreen train --target marco", path=str(path))
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    best = meta.get("best") or {}
+    thr = best.get("crystal_threshold")
+    thr = float(thr) if isinstance(thr, (int, float)) and 0.0 < thr < 1.0 else None
+    return TorchClassifier(model, classes=meta["classes"], name=str(meta["model_name"]),
+                           version=f"e{int(meta.get('epoch', 0))}-{h.hexdigest()[:12]}",
+                           preprocess=Preprocess(pp.channels, tuple(pp.size), pp.mean, pp.std),
+                           threshold=thr, device=device)
 
 
 # ----------------------------------------------------------------------------- ONNX

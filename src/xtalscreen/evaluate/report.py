@@ -31,7 +31,8 @@ from xtalscreen.evaluate import metrics as M
 __all__ = ["POSITIVE_GROUPS", "classification_metrics", "evaluate_model", "markdown_report"]
 
 #: Classes counted as "diffraction" (positive) in the collapsed form, per target.
-POSITIVE_GROUPS = {"ke": ("hit", "maybe"), "diffranet": ("weak", "good", "strong"), "binary": ("hit",)}
+POSITIVE_GROUPS = {"ke": ("hit", "maybe"), "diffranet": ("weak", "good", "strong"), "binary": ("hit",),
+                   "marco": ("crystal",)}  # drops: crystal vs the rest (paper 000)
 
 
 def _groups(classes, target):

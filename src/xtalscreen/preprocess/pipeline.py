@@ -17,6 +17,11 @@ Steps of :meth:`PreprocessConfig.apply`, in order:
    pixels are 0 afterwards;
 6. (augment) flips and quarter turns;
 7. repeat into ``channels`` identical channels: ``(C, H, W)`` float32.
+
+Drop photographs (crystallisation drops, :mod:`xtalscreen.drops`) use the sibling
+:class:`ImagePreprocessConfig` instead: the whole image resized to the model input, grey or RGB,
+scaled to [0, 1] and standardised (:func:`image_to_tensor`, shared with the drop pipeline),
+with flips, quarter turns and brightness as augmentation.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from xtalscreen.preprocess.binning import bin_image
 from xtalscreen.preprocess.contrast import CONTRASTS, apply_contrast
 from xtalscreen.preprocess.crop import center_crop
 
-__all__ = ["PreprocessConfig", "SCHEMA_VERSION"]
+__all__ = ["PreprocessConfig", "ImagePreprocessConfig", "image_to_tensor", "SCHEMA_VERSION"]
 
 #: Version of the dictionary layout written by :meth:`PreprocessConfig.to_dict`.
 SCHEMA_VERSION = 1
@@ -173,9 +178,14 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PreprocessConfig":
-        """Inverse of :meth:`to_dict`; unknown keys or a newer schema raise ParameterError."""
+        """Inverse of :meth:`to_dict`; unknown keys or a newer schema raise ParameterError.
+
+        A dict with ``mode: "image"`` (a drop-image model) gives an
+        :class:`ImagePreprocessConfig` instead."""
         if not isinstance(d, dict):
             raise ParameterError(f"preprocessing settings must be a dict, got {type(d).__name__}")
+        if d.get("mode") == IMAGE_MODE:  # a drop-image model's settings
+            return ImagePreprocessConfig.from_dict(d)
         d = dict(d)
         schema = d.pop("schema", SCHEMA_VERSION)
         if not isinstance(schema, int) or schema > SCHEMA_VERSION:
@@ -289,3 +299,207 @@ class PreprocessConfig:
         if self.channels == 1:
             return out[None].astype(np.float32, copy=False)
         return np.repeat(out[None], self.channels, axis=0).astype(np.float32, copy=False)
+
+
+# ====================================================================================== images
+#: ``mode`` entry of an :class:`ImagePreprocessConfig` dict (absent for :class:`PreprocessConfig`).
+IMAGE_MODE = "image"
+
+
+def image_to_tensor(img, *, size: tuple[int, int], channels: int, mean: float = 0.5,
+                    std: float = 0.25, flip_ud: bool = False, flip_lr: bool = False,
+                    rot90: int = 0, brightness: float = 1.0) -> np.ndarray:
+    """A decoded photograph (drop image) as a ``(channels, H, W)`` float32 network input.
+
+    The one implementation of drop-image preprocessing: ``xtalscreen train`` (through
+    :class:`ImagePreprocessConfig`) and the drop pipeline
+    (:class:`xtalscreen.drops.classifier.Preprocess`) both call it, so a model sees at
+    inference exactly what it saw in training.
+
+    Steps: to uint8 (clipped); RGB -> grey (``channels=1``) or grey -> 3 identical channels
+    (``channels=3``); resize the whole image to ``size`` (area interpolation, aspect ratio not
+    kept); scale to [0, 1]; (augmentation) multiply by ``brightness`` and clip to [0, 1], flip,
+    turn; standardise ``(x - mean) / std``.
+
+    Parameters
+    ----------
+    img : array_like, shape (H, W) or (H, W, 3|4)
+        Pixel values 0-255 (RGB order for colour).
+    size : (int, int), keyword-only
+        Output (height, width) in pixels.
+    channels : {1, 3}, keyword-only
+    mean, std : float, keyword-only
+        Standardisation of the [0, 1] values (the drop pipeline's 0.5 and 0.25 by default).
+    flip_ud, flip_lr, rot90, brightness : keyword-only
+        Augmentation (identity by default): flips, counter-clockwise quarter turns,
+        brightness multiplier.
+
+    Returns
+    -------
+    ndarray of float32, shape (channels, H, W)
+    """
+    import cv2
+
+    a = np.asarray(img)
+    if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise ParameterError(f"image must be (H, W) or (H, W, 3) pixels, got shape {a.shape}")
+    if channels not in (1, 3):
+        raise ParameterError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if a.dtype != np.uint8:
+        a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if channels == 1 and a.ndim == 3:
+        a = cv2.cvtColor(np.ascontiguousarray(a[..., :3]), cv2.COLOR_RGB2GRAY)
+    elif channels == 3 and a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    elif a.ndim == 3:
+        a = a[..., :3]
+    h, w = int(size[0]), int(size[1])
+    if a.shape[:2] != (h, w):
+        a = cv2.resize(np.ascontiguousarray(a), (w, h), interpolation=cv2.INTER_AREA)
+    x = a.astype(np.float32) / 255.0
+    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    if brightness != 1.0:
+        x = np.clip(x * np.float32(brightness), 0.0, 1.0)
+    if flip_ud:
+        x = x[:, ::-1, :]
+    if flip_lr:
+        x = x[:, :, ::-1]
+    if rot90 % 4:
+        x = np.rot90(x, int(rot90) % 4, axes=(1, 2))
+    x = (x - np.float32(mean)) / np.float32(std)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ImagePreprocessConfig:
+    """How a drop photograph (JPEG/PNG, grey or RGB) becomes a network input.
+
+    The sibling of :class:`PreprocessConfig` for crystallisation-drop images: the whole image
+    is resized to the model input (no binning, no beam-centred crop, no LCN), see
+    :func:`image_to_tensor`. It round-trips through a checkpoint dict (``to_dict`` adds
+    ``"mode": "image"``; :meth:`PreprocessConfig.from_dict` hands such a dict to
+    :meth:`from_dict`), so ``xtalscreen train`` checkpoints carry it to the drop pipeline.
+
+    Parameters
+    ----------
+    size : (int, int)
+        Network input (height, width) in pixels (MARCO's Inception-v3: 299; C4's CNN: 128).
+    channels : {1, 3}
+        1 = grey, 3 = RGB.
+    mean, std : float
+        Standardisation of the [0, 1] pixel values.
+    flips, rot90 : bool
+        Augmentation: random flips / quarter turns (non-square sizes: half turns only).
+    brightness_range : (float, float)
+        Augmentation: brightness multiplier range (uniform), applied in [0, 1] units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cfg = ImagePreprocessConfig(size=(64, 64), channels=3)
+    >>> cfg.apply_image(np.zeros((120, 100, 3), np.uint8)).shape
+    (3, 64, 64)
+    >>> PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    size: tuple[int, int] = (128, 128)
+    channels: int = 3
+    mean: float = 0.5
+    std: float = 0.25
+    flips: bool = True
+    rot90: bool = True
+    brightness_range: tuple[float, float] = (0.8, 1.2)
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if np.isscalar(size):
+            size = (size, size)
+        if len(size) != 2:
+            raise ParameterError(f"size must be (height, width) in pixels, got {self.size!r}")
+        object.__setattr__(self, "size", (_pos_int("size height", size[0], 8),
+                                          _pos_int("size width", size[1], 8)))
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ParameterError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        object.__setattr__(self, "channels", int(self.channels))
+        object.__setattr__(self, "mean", float(self.mean))
+        object.__setattr__(self, "std", check_positive("std", self.std))
+        try:
+            br = tuple(float(v) for v in self.brightness_range)
+        except (TypeError, ValueError):
+            br = ()
+        if len(br) != 2 or not (0 < br[0] <= br[1] < float("inf")):
+            raise ParameterError("brightness_range must be (low, high) with 0 < low <= high, "
+                                 f"got {self.brightness_range!r}")
+        object.__setattr__(self, "brightness_range", br)
+        object.__setattr__(self, "flips", bool(self.flips))
+        object.__setattr__(self, "rot90", bool(self.rot90))
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every tensor :meth:`apply_image` returns."""
+        return (self.channels, self.size[0], self.size[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict with ``mode: "image"`` and a ``schema`` version."""
+        d: dict[str, Any] = {"schema": SCHEMA_VERSION, "mode": IMAGE_MODE}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImagePreprocessConfig":
+        """Inverse of :meth:`to_dict`; also takes the drop pipeline's ``Preprocess`` dict
+        (``in_chans``, ``size``, ``mean``, ``std``). Unknown keys raise ParameterError."""
+        if not isinstance(d, dict):
+            raise ParameterError(f"preprocessing settings must be a dict, got {type(d).__name__}")
+        d = dict(d)
+        schema = d.pop("schema", SCHEMA_VERSION)
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise ParameterError(
+                f"preprocessing settings have schema {schema!r}, this xtalscreen reads up to "
+                f"{SCHEMA_VERSION}; upgrade xtalscreen to use this model")
+        mode = d.pop("mode", IMAGE_MODE)
+        if mode != IMAGE_MODE:
+            raise ParameterError(f"preprocessing mode {mode!r} is not {IMAGE_MODE!r}")
+        if "in_chans" in d:
+            d["channels"] = d.pop("in_chans")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ParameterError(f"unknown image preprocessing settings {unknown}; known: {sorted(names)}")
+        for key in ("size", "brightness_range"):
+            if key in d and isinstance(d[key], list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "ImagePreprocessConfig":
+        return dataclasses.replace(self, **changes)
+
+    def apply_image(self, image, *, rng=None, augment: bool = False) -> np.ndarray:
+        """A decoded image (uint8 (H, W) or (H, W, 3) RGB, any size) -> ``(C, H, W)`` float32.
+
+        With ``augment``, draws from ``rng`` (``np.random.default_rng(rng)``) a brightness
+        multiplier, flips and quarter turns.
+        """
+        kw: dict[str, Any] = {}
+        if augment:
+            g = np.random.default_rng(rng)
+            lo, hi = self.brightness_range
+            kw["brightness"] = float(g.uniform(lo, hi)) if hi > lo else lo
+            if self.flips:
+                kw["flip_ud"], kw["flip_lr"] = bool(g.integers(2)), bool(g.integers(2))
+            if self.rot90:
+                k = int(g.integers(4))
+                kw["rot90"] = k if self.size[0] == self.size[1] else 2 * (k % 2)
+        return image_to_tensor(image, size=self.size, channels=self.channels, mean=self.mean,
+                               std=self.std, **kw)
+
+    def apply(self, frame, *, rng=None, augment: bool = False) -> np.ndarray:
+        """A :class:`~xtalscreen.io.frame.Frame` read from an image file (its data 0-255) ->
+        ``(C, H, W)``; multi-panel frames are assembled first."""
+        image, _ = frame.assembled()
+        return self.apply_image(image, rng=rng, augment=augment)

@@ -10,7 +10,10 @@ Layouts :func:`load_labels` understands (``path`` is a directory or a file):
 2. **labels.csv over any readable files**: columns ``file, frame, label[, split]`` (e.g. from
    ``xtalscreen label``); ``file`` absolute or relative to the CSV's folder.
 3. **DiffraNet folders**: ``path/<split>/<class>/*.png`` (any image the readers take), with
-   ``<split>`` in train/val/test (also ``validation``) and ``<class>`` a class name.
+   ``<split>`` in train/val/test (also ``validation``) and ``<class>`` a class name; or the
+   **MARCO layout** ``path/<class>/*.jpg|png`` (one folder per class, no split level; every
+   image gets a fixed split from a hash of its name). ``xtalscreen drops export-training``
+   writes either.
 4. **Ke's idh5 + annotation file**: ``path`` is an idh5 (or any multi-frame HDF5) file and
    ``annotations`` a text/CSV file with one frame per line: ``frame label [split]``
    (comma, tab or space separated; a header line ``frame,label[,split]`` and ``#`` comments
@@ -18,13 +21,17 @@ Layouts :func:`load_labels` understands (``path`` is a directory or a file):
    ``<file stem>.annotations.csv`` next to the file is used.
 
 Targets (:data:`TARGETS`): ``diffranet`` (blank / no-crystal / weak / good / strong), ``ke``
-(hit / maybe / miss, paper 001) and ``binary`` (hit / miss). Binary labels come from Ke
-classes by paper 001's collapse (hit and maybe -> hit) or, for DiffraNet classes, as
-diffraction (weak, good, strong -> hit) vs none (blank, no-crystal -> miss); plain ``hit`` /
-``miss`` labels are taken as they are.
+(hit / maybe / miss, paper 001), ``binary`` (hit / miss) and ``marco`` (crystallisation-drop
+photographs: crystal / precipitate / clear / other; a class folder may also be named after a
+class of another scheme of :mod:`xtalscreen.drops.schemes`, e.g. ``Crystals High``, and is
+mapped to its MARCO class; an unknown folder name is an error listing the valid ones).
+Binary labels come from Ke classes by paper 001's collapse (hit and maybe -> hit) or, for
+DiffraNet classes, as diffraction (weak, good, strong -> hit) vs none (blank, no-crystal ->
+miss); plain ``hit`` / ``miss`` labels are taken as they are.
 
 Rows without a split get a fixed one from a hash of ``file:frame`` (80 % train, 10 % val,
-10 % test), so the same frame is always in the same split.
+10 % test; or train / val only with ``val_fraction``), so the same frame is always in the same
+split.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError
 
-__all__ = ["TARGETS", "LabelledSet", "FrameDataset", "load_labels", "map_label", "split_of"]
+__all__ = ["TARGETS", "IMAGE_TARGETS", "LabelledSet", "FrameDataset", "load_labels", "map_label",
+           "split_of"]
 
 log = logging.getLogger("xtalscreen.train")
 
@@ -51,11 +59,15 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "diffranet": ("blank", "no-crystal", "weak", "good", "strong"),
     "ke": ("hit", "maybe", "miss"),
     "binary": ("hit", "miss"),
+    "marco": ("crystal", "precipitate", "clear", "other"),
 }
+#: Targets whose items are photographs (drop images), read as RGB/grey pictures, not frames.
+IMAGE_TARGETS = ("marco",)
 _KE = set(TARGETS["ke"])
 _DN = set(TARGETS["diffranet"])
 _SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".npy", ".cbf", ".h5")
+_PHOTO_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def check_target(target: str) -> str:
@@ -77,6 +89,8 @@ def map_label(label: str, target: str) -> int:
     ValueError
         When the label has no meaning for the target (e.g. a DiffraNet class for ``ke``).
     """
+    if target == "marco":
+        return TARGETS["marco"].index(_marco_class(label))
     s = _norm(label)
     classes = TARGETS[target]
     if s in classes:
@@ -92,10 +106,57 @@ def map_label(label: str, target: str) -> int:
                      f"({', '.join(classes)})")
 
 
-def split_of(file: str, frame: int) -> str:
-    """Fixed split of a row that has none: 80 / 10 / 10 % by a hash of ``file:frame``."""
-    h = zlib.crc32(f"{Path(file).name}:{int(frame)}".encode()) % 100
+def _marco_class(label: str) -> str:
+    """The MARCO class of a class name of any scheme in :mod:`xtalscreen.drops.schemes`."""
+    from xtalscreen.drops.schemes import MARCO_CLASSES, load_schemes, normalise_label
+
+    key = normalise_label(label)
+    for c in MARCO_CLASSES:
+        if key == c:
+            return c
+    hits = {}
+    for name, scheme in load_schemes().items():
+        c = scheme.find(label)
+        if c is not None and c.maps_to is not None:
+            hits.setdefault(normalise_label(c.maps_to), []).append(name)
+    if len(hits) == 1:
+        return next(iter(hits))
+    if len(hits) > 1:
+        raise ValueError(f"class {label!r} maps to different MARCO classes in different schemes "
+                         f"({', '.join(f'{k} in {v}' for k, v in sorted(hits.items()))}); rename "
+                         f"the folder to one of {', '.join(MARCO_CLASSES)}")
+    raise ValueError(f"class {label!r} is not a MARCO class ({', '.join(MARCO_CLASSES)}) nor a "
+                     f"class of a mapped scheme ({_mapped_names()})")
+
+
+def _mapped_names() -> str:
+    from xtalscreen.drops.schemes import TARGET_SCHEME, load_schemes
+
+    names = [c.name for n, sc in load_schemes().items() if n != TARGET_SCHEME for c in sc.classes]
+    return ", ".join(dict.fromkeys(names))
+
+
+def split_of(file: str, frame: int, *, val_fraction: float | None = None) -> str:
+    """Fixed split of a row that has none, by a hash of ``file:frame`` (file name only).
+
+    Default 80 / 10 / 10 % train / val / test; with ``val_fraction`` (0 < f < 1) train / val
+    only, ``val_fraction`` of the rows in val.
+    """
+    key = f"{Path(file).name}:{int(frame)}".encode()
+    if val_fraction is not None:
+        return "val" if zlib.crc32(key) % 10000 < round(float(val_fraction) * 10000) else "train"
+    h = zlib.crc32(key) % 100
     return "train" if h < 80 else ("val" if h < 90 else "test")
+
+
+def check_val_fraction(val_fraction) -> float | None:
+    if val_fraction is None:
+        return None
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float, np.floating)) \
+            or not 0.0 < float(val_fraction) < 1.0:
+        raise ParameterError(f"val_fraction must be in (0, 1) (fraction of unsplit items used for "
+                             f"validation), got {val_fraction!r}")
+    return float(val_fraction)
 
 
 @dataclass
@@ -162,18 +223,21 @@ class LabelledSet:
 
 # ---------------------------------------------------------------------------------- layouts
 def load_labels(path, *, target: str = "ke", split: str | None = None,
-                annotations=None) -> LabelledSet:
+                annotations=None, val_fraction: float | None = None) -> LabelledSet:
     """Read the labels of a dataset in any supported layout (module docstring).
 
     Parameters
     ----------
     path : str or path-like
         Dataset directory, a labels CSV, or an (id)h5 file.
-    target : {"diffranet", "ke", "binary"}, keyword-only
+    target : {"diffranet", "ke", "binary", "marco"}, keyword-only
     split : {"train", "val", "test"} or None, keyword-only
         Keep one split only.
     annotations : path, keyword-only
         Annotation file for an HDF5 file (layout 4).
+    val_fraction : float or None, keyword-only
+        Items without a split of their own go to val with this probability (by hash), else
+        train; None: 80 / 10 / 10 % train / val / test.
 
     Returns
     -------
@@ -186,19 +250,20 @@ def load_labels(path, *, target: str = "ke", split: str | None = None,
         Missing path, unknown layout, a CSV without the needed columns, or no usable row.
     """
     check_target(target)
+    vf = check_val_fraction(val_fraction)
     p = Path(path)
     if not p.exists():
         raise InputError("dataset not found; give a folder with labels.csv (xtalscreen simulate "
-                         "/ label output), a DiffraNet-style <split>/<class>/ tree, or an HDF5 "
-                         "file with --annotations", path=str(p))
+                         "/ label output), a DiffraNet-style <split>/<class>/ tree, a MARCO-style "
+                         "<class>/ tree, or an HDF5 file with --annotations", path=str(p))
     if p.is_dir() and (p / "labels.csv").is_file():
-        out = _from_csv(p / "labels.csv", target)
+        out = _from_csv(p / "labels.csv", target, vf)
     elif p.is_file() and p.suffix.lower() in (".csv", ".txt") and annotations is None:
-        out = _from_csv(p, target)
+        out = _from_csv(p, target, vf)
     elif p.is_file() and p.suffix.lower() in (".h5", ".hdf5", ".cxi", ".nxs"):
-        out = _from_annotated_h5(p, annotations, target)
+        out = _from_annotated_h5(p, annotations, target, vf)
     elif p.is_dir():
-        out = _from_folders(p, target)
+        out = _from_folders(p, target, vf)
     else:
         raise InputError("not a dataset: expected a folder, a labels .csv or an HDF5 file",
                          path=str(p))
@@ -222,7 +287,7 @@ def _read_rows(csv_path: Path) -> tuple[list[str], list[dict]]:
     return cols, rows
 
 
-def _from_csv(csv_path: Path, target: str) -> LabelledSet:
+def _from_csv(csv_path: Path, target: str, val_fraction: float | None = None) -> LabelledSet:
     cols, rows = _read_rows(csv_path)
     root = csv_path.parent
     if "file" not in cols:
@@ -255,7 +320,8 @@ def _from_csv(csv_path: Path, target: str) -> LabelledSet:
             skipped.append(f"{where}: {exc}")
             continue
         fp = f if os.path.isabs(f) else str(root / f)
-        s = _SPLITS.get((r.get("split") or "").strip().lower(), None) or split_of(f, frame)
+        s = (_SPLITS.get((r.get("split") or "").strip().lower(), None)
+             or split_of(f, frame, val_fraction=val_fraction))
         files.append(fp)
         frames.append(frame)
         labels.append(y)
@@ -280,29 +346,37 @@ def _geom_for(root: Path, preset: str | None) -> str | None:
     return None
 
 
-def _from_folders(root: Path, target: str) -> LabelledSet:
+def _from_folders(root: Path, target: str, val_fraction: float | None = None) -> LabelledSet:
     files, frames, labels, splits, meta, skipped = [], [], [], [], [], []
-    for sdir in sorted(d for d in root.iterdir() if d.is_dir()):
-        s = _SPLITS.get(sdir.name.lower())
-        if s is None:
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    split_dirs = [(d, _SPLITS[d.name.lower()]) for d in subdirs if d.name.lower() in _SPLITS]
+    # DiffraNet: <split>/<class>/; MARCO: <class>/ with a split from a hash of each file name
+    groups = ([(c, s) for d, s in split_dirs for c in sorted(x for x in d.iterdir() if x.is_dir())]
+              if split_dirs else [(d, None) for d in subdirs])
+    ext = _PHOTO_EXT if target in IMAGE_TARGETS else _IMAGE_EXT
+    for cdir, s in groups:
+        try:
+            y = map_label(cdir.name, target)
+        except ValueError as exc:
+            if target in IMAGE_TARGETS:  # a typo must not silently drop a class
+                raise InputError(f"class folder {cdir.name!r} is not one of "
+                                 f"{', '.join(TARGETS[target])} (nor a class of a mapped "
+                                 f"scheme: {_mapped_names()}); rename or remove it",
+                                 path=str(cdir)) from None
+            skipped.append(f"{cdir}: {exc}")
             continue
-        for cdir in sorted(d for d in sdir.iterdir() if d.is_dir()):
-            try:
-                y = map_label(cdir.name, target)
-            except ValueError as exc:
-                skipped.append(f"{cdir}: {exc}")
+        for fp in sorted(cdir.iterdir(), key=lambda q: _natural(q.name)):
+            if fp.suffix.lower() not in ext or fp.name.startswith(".") or not fp.is_file():
                 continue
-            for fp in sorted(cdir.iterdir(), key=lambda q: _natural(q.name)):
-                if fp.suffix.lower() not in _IMAGE_EXT:
-                    continue
-                files.append(str(fp))
-                frames.append(0)
-                labels.append(y)
-                splits.append(s)
-                meta.append({"class_dir": cdir.name})
+            files.append(str(fp))
+            frames.append(0)
+            labels.append(y)
+            splits.append(s or split_of(fp.name, 0, val_fraction=val_fraction))
+            meta.append({"class_dir": cdir.name})
     if not files and not skipped:
-        raise InputError("no labels.csv and no DiffraNet-style <split>/<class>/ folders "
-                         "(split = train/val/test) here", path=str(root))
+        raise InputError("no labels.csv and no DiffraNet-style <split>/<class>/ folders (split "
+                         "= train/val/test) or MARCO-style <class>/ folders of images here",
+                         path=str(root))
     return LabelledSet(files=files, frames=np.array(frames, dtype=np.int64),
                        labels=np.array(labels, dtype=np.int64), classes=TARGETS[target],
                        target=target, splits=splits, meta=meta, root=str(root), skipped=skipped)
@@ -312,7 +386,8 @@ def _natural(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _from_annotated_h5(h5: Path, annotations, target: str) -> LabelledSet:
+def _from_annotated_h5(h5: Path, annotations, target: str,
+                       val_fraction: float | None = None) -> LabelledSet:
     if annotations is None:
         for cand in (h5.with_suffix(".labels.csv"), h5.with_suffix(".annotations.csv"),
                      h5.with_suffix(".annotations.txt")):
@@ -350,7 +425,7 @@ def _from_annotated_h5(h5: Path, annotations, target: str) -> LabelledSet:
         frames.append(frame)
         labels.append(y)
         s = _SPLITS.get(parts[2].lower()) if len(parts) > 2 else None
-        splits.append(s or split_of(str(h5), frame))
+        splits.append(s or split_of(str(h5), frame, val_fraction=val_fraction))
         meta.append({"label": parts[1]})
     return LabelledSet(files=files, frames=np.array(frames, dtype=np.int64),
                        labels=np.array(labels, dtype=np.int64), classes=TARGETS[target],
@@ -408,7 +483,9 @@ class FrameDataset:
     Parameters
     ----------
     data : LabelledSet
-    preprocess : PreprocessConfig
+    preprocess : PreprocessConfig or ImagePreprocessConfig
+        With an :class:`~xtalscreen.preprocess.pipeline.ImagePreprocessConfig` the items are
+        read as photographs (drop images: JPEG/PNG/TIFF, grey or RGB) instead of frames.
     augment : bool, keyword-only
         Random crops, flips, turns and intensity scale (training only).
     seed : int, keyword-only
@@ -431,6 +508,17 @@ class FrameDataset:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    @property
+    def photos(self) -> bool:
+        """Items are photographs (drop images, :class:`ImagePreprocessConfig` preprocessing)."""
+        return hasattr(self.preprocess, "apply_image")
+
+    def read_image(self, i: int) -> np.ndarray:
+        """The decoded picture of item ``i``: uint8 (H, W) grey or (H, W, 3) RGB."""
+        from xtalscreen.drops.classifier import read_image
+
+        return read_image(self.data.files[i])
+
     def read(self, i: int):
         """The :class:`~xtalscreen.io.frame.Frame` of item ``i`` (with the dataset's detector
         geometry attached, for multi-panel frames)."""
@@ -447,11 +535,14 @@ class FrameDataset:
 
         i = int(i)
         try:
-            frame = self.read(i)
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, i]))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # missing beam centres: image centre, by design
-                x = self.preprocess.apply(frame, rng=rng, augment=self.augment)
+            if self.photos:
+                x = self.preprocess.apply_image(self.read_image(i), rng=rng, augment=self.augment)
+            else:
+                frame = self.read(i)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # missing beam centres: image centre, by design
+                    x = self.preprocess.apply(frame, rng=rng, augment=self.augment)
             y = int(self.data.labels[i])
         except (InputError, ParameterError, OSError, ValueError) as exc:
             named = isinstance(exc, InputError) and exc.path is not None

@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError, check_positive
-from xtalscreen.train.datasets import TARGETS, FrameDataset, LabelledSet, check_target
+from xtalscreen.train.datasets import (IMAGE_TARGETS, TARGETS, FrameDataset, LabelledSet,
+                                       check_target, check_val_fraction)
 from xtalscreen.train.schedules import SCHEDULES, learning_rate
 
 __all__ = ["TrainConfig", "TrainResult", "train", "build_model", "predict", "resolve_device"]
@@ -54,7 +55,18 @@ class TrainConfig:
     preprocess : dict
         Overrides of the model's :class:`~xtalscreen.preprocess.PreprocessConfig` (e.g.
         ``{"bin": 1, "max_shift": 20}``).
-    target : {"ke", "diffranet", "binary"}
+    target : {"ke", "diffranet", "binary", "marco"}
+        ``marco``: crystallisation-drop photographs (crystal / precipitate / clear / other),
+        preprocessed with :class:`~xtalscreen.preprocess.pipeline.ImagePreprocessConfig`.
+    init : str or None
+        Fine-tune from this checkpoint (``xtalscreen train`` best.pt/last.pt, a drop-model
+        checkpoint, or ``"demo"`` for the shipped demonstration drop model): its architecture,
+        weights and preprocessing are the starting point; the last layer is started afresh when
+        its classes differ from the target's (tensors whose shape changed, e.g. with another
+        ``img_size``, likewise).
+    val_fraction : float or None
+        Items without a split of their own go to validation with this probability (by a hash
+        of the file name), the rest to training; None: 80 / 10 / 10 % train / val / test.
     epochs, batch_size : int
     batches_per_epoch : int or None
         None: one pass over the training items.
@@ -102,9 +114,14 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     eval_batch_size: int = 64
+    init: str | None = None
+    val_fraction: float | None = None
 
     def __post_init__(self) -> None:
         check_target(self.target)
+        self.val_fraction = check_val_fraction(self.val_fraction)
+        if self.init is not None:
+            self.init = str(self.init)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
@@ -176,27 +193,129 @@ def resolve_device(device: str = "auto"):
     return dev
 
 
-def build_model(config: TrainConfig):
-    """The model and the preprocessing it is trained with (``config`` decides both)."""
+def build_model(config: TrainConfig, *, load_init: bool = True, report: list | None = None):
+    """The model and the preprocessing it is trained with (``config`` decides both).
+
+    X-ray targets use the model's :class:`~xtalscreen.preprocess.PreprocessConfig`; the drop
+    target ``marco`` (and registry models whose preprocessing is a plain resize: ``c4_cnn``,
+    ``inception_v3``) an :class:`~xtalscreen.preprocess.pipeline.ImagePreprocessConfig` of the
+    model's input size and channels. With ``config.init`` the architecture and preprocessing
+    come from that checkpoint and (``load_init``) its weights are loaded; ``report`` (a list)
+    receives one line saying what was loaded and what was started afresh.
+    """
     from xtalscreen.models import create_model
     from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.preprocess.pipeline import ImagePreprocessConfig
 
-    kw = dict(config.model_kwargs)
+    init = _read_init(config.init) if config.init else None
+    kw = {}
+    if init is not None:
+        if config.model != init["model_name"]:
+            raise ParameterError(f"--init {config.init} is a {init['model_name']!r} model but "
+                                 f"--model says {config.model!r}; leave --model out to fine-tune it")
+        kw = {k: v for k, v in init["model_kwargs"].items() if k != "num_classes"}
+    kw.update(config.model_kwargs)
     for k, v in list(kw.items()):
         if isinstance(v, list):
             kw[k] = tuple(v)
     if config.img_size is not None:
         kw["img_size"] = int(config.img_size)
     model = create_model(config.model, num_classes=len(TARGETS[config.target]), **kw)
-    pp = PreprocessConfig.from_dict(model.default_cfg["preprocess"])
+    c, h, w = (int(v) for v in model.default_cfg["input_size"])
+    raw = model.default_cfg["preprocess"]
+    if init is not None and init["preprocess"] is not None:
+        pp = init["preprocess"]
+        pp = (pp.replace(size=(h, w), channels=c) if isinstance(pp, ImagePreprocessConfig)
+              else pp.replace(crop=(h, w), channels=c))
+    elif config.target in IMAGE_TARGETS or (isinstance(raw, dict) and "resize" in raw):
+        pp = ImagePreprocessConfig(size=(h, w), channels=c)
+    else:
+        pp = PreprocessConfig.from_dict(raw)
     if config.preprocess:
         over = dict(config.preprocess)
-        pp = PreprocessConfig.from_dict({**pp.to_dict(), **over})
+        pp = type(pp).from_dict({**pp.to_dict(), **over})
+    if config.target in IMAGE_TARGETS and not isinstance(pp, ImagePreprocessConfig):
+        raise ParameterError(f"target {config.target!r} (drop images) needs image preprocessing, "
+                             f"but {config.init or config.model} uses X-ray frame preprocessing")
     want = tuple(model.default_cfg["input_size"])
     if tuple(pp.output_shape) != want:
         raise ParameterError(f"preprocessing gives {pp.output_shape} tensors but model "
                              f"{config.model!r} takes {want}; set img_size instead of the crop")
+    if init is not None and load_init:
+        line = _load_init_weights(model, init, TARGETS[config.target])
+        if report is not None:
+            report.append(f"fine-tuning from {config.init}: {line}")
     return model, pp
+
+
+def _read_init(path) -> dict:
+    """Architecture, weights, classes and preprocessing of a checkpoint to fine-tune from."""
+    import torch
+
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train.checkpoint import FORMAT, read_checkpoint
+
+    if str(path) == "demo":
+        from xtalscreen.drops.classifier import demo_model_path
+
+        path = demo_model_path()
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("--init checkpoint not found", path=str(p))
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; report it as input
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"not a readable model checkpoint ({first})", path=str(p)) from None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = read_checkpoint(p, task=None)
+    need = ("model_name", "model_kwargs", "state_dict", "classes")
+    if not isinstance(state, dict) or any(k not in state for k in need):
+        raise InputError(f"not a model checkpoint (needs {', '.join(need)}); give a best.pt / "
+                         "last.pt of xtalscreen train or a drop-model checkpoint", path=str(p))
+    pp = state.get("preprocess")
+    try:
+        pp = PreprocessConfig.from_dict(pp) if isinstance(pp, dict) and pp else None
+    except ParameterError:  # the drop pipeline's own {in_chans, size, mean, std}
+        from xtalscreen.preprocess.pipeline import ImagePreprocessConfig
+
+        try:
+            pp = ImagePreprocessConfig.from_dict(pp)
+        except ParameterError as exc:
+            raise InputError(f"cannot read the checkpoint's preprocessing: {exc}", path=str(p)) from None
+    return {"model_name": str(state["model_name"]), "model_kwargs": dict(state["model_kwargs"]),
+            "state_dict": state["state_dict"], "classes": [str(c) for c in state["classes"]],
+            "preprocess": pp, "path": str(p)}
+
+
+def _load_init_weights(model, init: dict, classes) -> str:
+    """Copy ``init``'s weights into ``model``; the last layer only if its classes are the same
+    (rows reordered when they come in another order). Returns a one-line summary."""
+    import torch
+
+    head = next(n for n, m in model.named_modules() if m is model.get_classifier())
+    old_cls, new_cls = list(init["classes"]), list(classes)
+    state = dict(init["state_dict"])
+    keep_head = sorted(old_cls) == sorted(new_cls)
+    if keep_head and old_cls != new_cls:
+        perm = torch.tensor([old_cls.index(c) for c in new_cls])
+        for k in (f"{head}.weight", f"{head}.bias"):
+            if k in state:
+                state[k] = state[k][perm]
+    if not keep_head:
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    own = model.state_dict()
+    load = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    model.load_state_dict(load, strict=False)
+    fresh = [k for k in own if k not in load]
+    fresh_other = [k for k in fresh if not k.startswith(head + ".")]
+    line = f"{len(load)} of {len(own)} tensors loaded"
+    if not keep_head:
+        line += f"; last layer ({head}) started afresh (classes {old_cls} -> {new_cls})"
+    if fresh_other:
+        line += f"; also started afresh (shape changed): {', '.join(fresh_other[:6])}"
+        line += " ..." if len(fresh_other) > 6 else ""
+    return line
 
 
 def predict(model, dataset: FrameDataset, *, batch_size: int = 64, device="cpu",
@@ -312,7 +431,12 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model, pp = build_model(config)
+    init_report: list[str] = []
+    model, pp = build_model(config, load_init=resume is None, report=init_report)
+    for line in init_report:
+        log.info("%s", line)
+        if echo is not None:
+            echo(line)
     model.to(device)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -353,6 +477,8 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     common = dict(preprocess=pp, classes=data.classes, target=config.target, config=config.to_dict())
     stopped = False
     needs_two = _has_batchnorm(model)  # batch norm cannot train on a batch of one
+    has_aux = getattr(model, "AuxLogits", None) is not None and hasattr(model, "forward_with_aux")
+    aux_weight = 0.4 if has_aux else 0.0
     last_path, best_path = out / "last.pt", out / "best.pt"
     epoch = start
     for epoch in range(start, config.epochs):
@@ -373,8 +499,12 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
             if int(ok.sum()) < (2 if needs_two else 1):
                 continue
             x, y = x[ok].to(device, non_blocking=True), y[ok].to(device, non_blocking=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            if aux_weight:  # Inception-v3's auxiliary classifier (Szegedy et al. 2016: 0.4)
+                logits, aux = model.forward_with_aux(x)
+                loss = loss_fn(logits, y) + aux_weight * loss_fn(aux, y)
+            else:
+                logits = model(x)
+                loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -390,6 +520,10 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                                     workers=config.workers, cache=val_cache)
             metrics["val_accuracy"] = _accuracy(probs, labels)
             metrics["val_loss"] = _nll(probs, labels)
+            if config.target == "marco":
+                thr = _crystal_threshold(probs, labels)
+                if thr is not None:
+                    metrics["crystal_threshold"] = thr
         score = metrics.get("val_accuracy", metrics["train_accuracy"])
         metrics["seconds"] = round(time.perf_counter() - te, 3)
         history.append(metrics)
@@ -423,6 +557,19 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                          seconds=time.perf_counter() - t0, bad_items=bad)
     _write_sidecar(out / "train.json", result, config, data, val, pp, device)
     return result
+
+
+def _crystal_threshold(probs: np.ndarray, labels: np.ndarray, min_tpr: float = 0.8) -> float | None:
+    """Paper 000's "interesting drop" threshold on the validation ROC (TPR >= 0.8), or None
+    without a crystal in the validation items."""
+    from xtalscreen.drops.classifier import roc_threshold
+
+    ok = labels >= 0
+    k = TARGETS["marco"].index("crystal")
+    if not np.any(labels[ok] == k):
+        return None
+    t = roc_threshold(probs[ok, k].astype(np.float64), labels[ok] == k, min_tpr=min_tpr)
+    return float(min(max(t, 1e-6), 1 - 1e-6))
 
 
 def _has_batchnorm(model) -> bool:
