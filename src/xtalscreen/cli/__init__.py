@@ -19,7 +19,14 @@ from xtalscreen.errors import XtalscreenError
 #: Modules (relative to this package) that register sub-commands, in ``--help`` order.
 COMMAND_MODULES = (
     "io_cmds",
+    "geom_cmd",
     "demo_cmd",
+    "drops_cmd",
+    "simulate_cmd",
+    "spots_cmds",
+    "train_cmds",
+    "screen_cmd",
+    "web_cmd",
 )
 
 

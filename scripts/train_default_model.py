@@ -1,0 +1,265 @@
+"""Train xtalscreen's shipped default hit-screening model (Hit / Maybe / Miss, ``--target ke``).
+
+Reproducible: same arguments, same seed -> the same data and (on CPU) the same weights.
+
+Steps
+-----
+1. **simulate** a mixed-detector labelled dataset with :func:`xtalscreen.simulate.simulate_dataset`:
+   ``diffranet`` (512 x 512 CCD), ``cspad`` (64-ASIC multi-panel, 2.3 Mpx) and ``pilatus2m``
+   (the ``pilatus6m`` preset cut to a Pilatus 2M: 3 x 8 modules, 1475 x 1679 px), frames
+   ``i % 3`` of each, DiffraNet classes in equal numbers (Ke labels derived from them), split
+   70 / 15 / 15 % train / val / test.
+2. **reduce** every frame once to what training needs: assemble (multi-panel), bin 2 x 2 (sum,
+   masked pixels left out), and cut a (crop + 2 * max_shift)^2 window around the beam. Cropping
+   the random-shift window out of this reduced frame is *exactly* what the shipped preprocessing
+   (``bin=2``, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead of
+   2.3 Mpx per item.
+3. **train** ``ke2018`` (widths 8-64) at ``img_size`` (natural class mix -- class-balanced
+   batches, ``--balance``, trained worse here --, AdamW, exponential LR decay 0.002 -> 0.0001,
+   augmentation, early stopping on the validation split) with :func:`xtalscreen.train.train`.
+4. **ship**: the best checkpoint is re-saved with the raw-frame preprocessing (``bin=2``) into
+   ``src/xtalscreen/models/weights/default_ke.pt``; the *test* split is then screened end to end
+   on the **raw** simulated frames with the shipped file (never used for tuning) and the
+   per-preset sensitivity / specificity of Hit+Maybe vs Miss go into the JSON card
+   ``default_ke.json`` and ``reports/default_model.md``.
+
+Run (from the repository root)::
+
+    scripts/train_default_model.sh            # = .venv/bin/python scripts/train_default_model.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "src" / "xtalscreen" / "models" / "weights"
+
+
+def simulate(raw: Path, n: int, seed: int, workers: int):
+    from xtalscreen.screen.demo import pilatus2m_config as pilatus2m
+    from xtalscreen.simulate import simulate_dataset
+
+    return simulate_dataset(raw, presets=("diffranet", "cspad", "pilatus2m"), n=n, seed=seed,
+                            workers=workers, split=(70, 15, 15), spots="none",
+                            configs={"pilatus2m": pilatus2m()}, progress=False)
+
+
+def reduce(raw: Path, red: Path, *, bin_: int, window: int) -> None:
+    """Assemble + bin + cut a ``window``^2 beam-centred patch of every frame (step 2)."""
+    from xtalscreen.io.frame import Frame
+    from xtalscreen.io.writers import write_hdf5_run
+    from xtalscreen.preprocess import PreprocessConfig, bin_image, center_crop, crop_origin
+    from xtalscreen.train import FrameDataset, load_labels
+
+    if (red / "labels.csv").is_file():
+        return
+    data = load_labels(raw, target="ke")
+    cfg = PreprocessConfig(bin=bin_, crop=(window, window), contrast="none")
+    ds = FrameDataset(data, cfg)
+    rows, by_preset = [], {}
+    for i in range(len(data)):
+        by_preset.setdefault(data.meta[i]["preset"], []).append(i)
+    red.mkdir(parents=True, exist_ok=True)
+    for preset, idx in by_preset.items():
+        def frames():
+            for i in idx:
+                f = ds.read(i)
+                img, mask = f.assembled()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    c = cfg._frame_center(f, img.shape)
+                b, bm = bin_image(img, bin_, mask=mask)
+                cb = (c[0] / bin_, c[1] / bin_)
+                r0, c0 = crop_origin(cb, window)
+                crop, cm = center_crop(b, window, center=cb, mask=bm)
+                yield Frame(crop, mask=cm, beam_center=(cb[0] - c0, cb[1] - r0),
+                            source=f.source, index=f.index)
+        write_hdf5_run(frames(), red / f"{preset}.h5", overwrite=True)
+        for k, i in enumerate(idx):
+            m = data.meta[i]
+            rows.append({"file": f"{preset}.h5", "frame": k, "split": data.splits[i], "preset": preset,
+                         "diffranet_class": m.get("diffranet_class", ""), "ke_class": m["ke_class"],
+                         "raw_file": data.files[i], "raw_frame": int(data.frames[i])})
+    with open(red / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def hm_vs_miss(true: np.ndarray, pred: np.ndarray) -> dict:
+    """Sensitivity / specificity of Hit+Maybe (classes 0, 1) vs Miss (class 2)."""
+    t, p = true != 2, pred != 2
+    tp, fn = int(np.sum(t & p)), int(np.sum(t & ~p))
+    tn, fp = int(np.sum(~t & ~p)), int(np.sum(~t & p))
+    return {"n": int(len(true)), "accuracy_3class": float(np.mean(true == pred)) if len(true) else None,
+            "sensitivity": tp / (tp + fn) if tp + fn else None,
+            "specificity": tn / (tn + fp) if tn + fp else None,
+            "tp": tp, "fn": fn, "tn": tn, "fp": fp}
+
+
+def trained_on() -> dict:
+    """Detector range of the training data (the collector warns far outside it)."""
+    from xtalscreen.screen.demo import pilatus2m_config
+    from xtalscreen.simulate import get_preset
+
+    cfgs = [get_preset("diffranet"), get_preset("cspad"), pilatus2m_config()]
+    ang = [c.detector.pixel_size / c.detector.distance for c in cfgs]
+    return {"angular_pixel": [min(ang), max(ang)],
+            "detectors": {c.name: {"pixel_size_m": c.detector.pixel_size,
+                                   "distance_m": c.detector.distance} for c in cfgs}}
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def write_report(card: dict, path: Path) -> None:
+    """``reports/default_model.md`` from the card."""
+    t = card["test"]
+    lines = [
+        "# The shipped default model (`xtalscreen screen --model default`)", "",
+        f"`{card['model']}` at {card['img_size']} x {card['img_size']} px input "
+        f"({card['parameters']:,} parameters, file `src/xtalscreen/models/weights/{card['file']}`), "
+        "target Hit / Maybe / Miss. Preprocessing: 2 x 2 binning, beam-centred crop, LCN "
+        f"(window {card['preprocess']['lcn_window']}).", "",
+        f"Training data: {card['training_data']['frames']} simulated frames, "
+        f"{', '.join(card['training_data']['presets'])} in equal numbers, DiffraNet classes in equal "
+        f"numbers (Ke labels derived), split {card['training_data']['split_percent']} % "
+        f"train/val/test, seed {card['training_data']['seed']}.", "",
+        f"Command: `{card['command']}`", "",
+        f"Time: simulate {card['seconds']['simulate']} s, reduce {card['seconds']['reduce']} s, "
+        f"train {card['seconds']['train']} s on {card['machine']}.", "",
+        f"Best validation accuracy (3-class, epoch {card['best_epoch'].get('epoch')}): "
+        f"{_pct(card['validation_accuracy'])}.", "",
+        "## Test split (never used for model selection), shipped file on the raw frames", "",
+        "| preset | frames | 3-class accuracy | sensitivity (Hit+Maybe) | specificity (Miss) | target sens. / spec. |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in list(t["per_preset"].items()) + [("all", t["overall"])]:
+        lines.append(f"| {name} | {m['n']} | {_pct(m['accuracy_3class'])} | {_pct(m['sensitivity'])} | "
+                     f"{_pct(m['specificity'])} | 98.5 % / 97 % |")
+    cm = t["confusion_true_rows_hit_maybe_miss"]
+    lines += ["", "Confusion matrix (rows true, columns predicted: hit, maybe, miss):", "",
+              "| true \\ predicted | hit | maybe | miss |", "|---|---|---|---|"]
+    for name, row in zip(("hit", "maybe", "miss"), cm):
+        lines.append(f"| {name} | {row[0]} | {row[1]} | {row[2]} |")
+    lines += ["", card.get("notes", ""), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/xtalscreen_default_model", help="scratch folder")
+    ap.add_argument("--frames", type=int, default=2100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sim-workers", type=int, default=2)
+    ap.add_argument("--img-size", type=int, default=256)
+    ap.add_argument("--max-shift", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=45)
+    ap.add_argument("--batches-per-epoch", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=0.002)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
+    ap.add_argument("--widths", default="8,16,32,64", help="ke2018 channel counts of the 4 stages")
+    ap.add_argument("--patience", type=int, default=12)
+    ap.add_argument("--balance", action="store_true",
+                    help="class-balanced batches (paper 001) instead of the natural class mix")
+    ap.add_argument("--out", default=str(WEIGHTS))
+    ap.add_argument("--report", default=str(ROOT / "reports" / "default_model.md"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from xtalscreen.train import TrainConfig, load_labels, load_model, save_checkpoint, train
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    t0 = time.perf_counter()
+    simulate(work / "raw", args.frames, args.seed, args.sim_workers)
+    t_sim = time.perf_counter() - t0
+    print(f"simulated in {t_sim:.0f} s", flush=True)
+    window = args.img_size + 2 * args.max_shift
+    reduce(work / "raw", work / "reduced", bin_=2, window=window)
+    t_red = time.perf_counter() - t0 - t_sim
+    print(f"reduced in {t_red:.0f} s", flush=True)
+
+    data = load_labels(work / "reduced", target="ke")
+    widths = [int(v) for v in args.widths.split(",")]
+    cfg = TrainConfig(model="ke2018", img_size=args.img_size, target="ke", epochs=args.epochs,
+                      model_kwargs={"widths": widths}, optimizer=args.optimizer,
+                      balanced=args.balance,
+                      batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
+                      preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
+                      patience=args.patience, seed=args.seed, device="cpu")
+    t1 = time.perf_counter()
+    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
+                progress=False)
+    t_train = time.perf_counter() - t1
+    print(f"trained in {t_train:.0f} s, best {res.best}", flush=True)
+
+    # ship: same weights, raw-frame preprocessing (bin=2 before the identical crop)
+    model, pp, meta = load_model(res.best_path)
+    shipped_pp = pp.replace(bin=2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ship = out / "default_ke.pt"
+    save_checkpoint(ship, model, preprocess=shipped_pp, classes=meta["classes"], target="ke",
+                    epoch=meta["epoch"], best=meta["best"], config=cfg.to_dict())
+
+    # test: the shipped file on the raw simulated test frames, end to end
+    from xtalscreen.train import FrameDataset, predict
+
+    raw = load_labels(work / "raw", target="ke")
+    test = raw.split("test")
+    smodel, spp, _ = load_model(ship)
+    ds = FrameDataset(test, spp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probs, _ = predict(smodel, ds, batch_size=64)
+    pred = np.nan_to_num(probs, nan=-1.0).argmax(1)
+    presets = np.array([m["preset"] for m in test.meta])
+    per = {p: hm_vs_miss(test.labels[presets == p], pred[presets == p]) for p in sorted(set(presets))}
+    overall = hm_vs_miss(test.labels, pred)
+    cm = np.zeros((3, 3), int)
+    for t, p in zip(test.labels, pred):
+        cm[t, p] += 1
+    card = {
+        "name": "default", "file": ship.name, "task": "frame-classification", "target": "ke",
+        "classes": list(meta["classes"]), "model": "ke2018", "img_size": args.img_size,
+        "parameters": int(sum(p.numel() for p in smodel.parameters())),
+        "preprocess": shipped_pp.to_dict(),
+        "training_data": {"generator": "xtalscreen.simulate.simulate_dataset", "frames": args.frames,
+                          "presets": ["diffranet", "cspad", "pilatus2m (pilatus6m cut to 3x8 modules)"],
+                          "split_percent": [70, 15, 15], "seed": args.seed,
+                          "classes": "DiffraNet classes in equal numbers; Ke labels derived"},
+        "training": cfg.to_dict(), "best_epoch": meta["best"],
+        "validation_accuracy": meta["best"].get("val_accuracy"),
+        "test": {"overall": overall, "per_preset": per, "confusion_true_rows_hit_maybe_miss": cm.tolist(),
+                 "note": "shipped file on the raw test frames (never used for model selection)"},
+        "targets": {"sensitivity": 0.985, "specificity": 0.97},
+        "trained_on": trained_on(),
+        "seconds": {"simulate": round(t_sim), "reduce": round(t_red), "train": round(t_train)},
+        "command": "scripts/train_default_model.sh  (= .venv/bin/python scripts/train_default_model.py "
+                   + " ".join(sys.argv[1:] if argv is None else argv) + ")",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, shared 2-core VM",
+        "torch": torch.__version__,
+    }
+    (out / "default_ke.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_report(card, Path(args.report))
+    print(json.dumps(card["test"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

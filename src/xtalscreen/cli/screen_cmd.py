@@ -1,0 +1,81 @@
+"""``xtalscreen screen``: classify frames as hit / maybe / miss with a trained model."""
+
+from __future__ import annotations
+
+import sys
+
+from xtalscreen.cli import add_command
+from xtalscreen.errors import ParameterError
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub, "screen", help="screen frames with a hit-finding CNN: results.csv, hits.lst, hits.h5",
+        description="Read frames (any supported file, folder, glob, list file or HDF5 run, or a live "
+                    "ZeroMQ stream), classify each as hit / maybe / miss with the shipped model or a "
+                    "checkpoint from 'xtalscreen train', and write OUT/results.csv (file, frame, "
+                    "p_hit, p_maybe, p_miss, decision[, n_spots], flags), OUT/hits.lst (CrystFEL list "
+                    "of the kept frames: hit or maybe), OUT/hits.h5 (the kept frames) and OUT/bad.txt. "
+                    "A frame is kept when p_hit + p_maybe >= --threshold. Frames with no valid pixel "
+                    "get decision 'bad'. Unreadable files/frames are reported, skipped and counted. "
+                    "A live hit rate goes to stderr, the summary to stdout.",
+        examples="  xtalscreen screen run_0001.h5 --out screen_out/\n"
+                 "  xtalscreen screen 'runs/*.h5' --geometry cspad.geom --workers 2 --batch 32 --out out/\n"
+                 "  xtalscreen screen cbf_folder/ --spots --threshold 0.3 --out out/\n"
+                 "  xtalscreen screen frames.lst --model runs/ke/best.pt --out out/\n"
+                 "  xtalscreen screen --zmq tcp://127.0.0.1:5555 --max-frames 1000 --out live/")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders, globs or .lst list files")
+    p.add_argument("--model", default="default",
+                   help="'default' (the shipped model) or a checkpoint file from xtalscreen train")
+    p.add_argument("--out", default="screen_out", help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (reading + inference)")
+    p.add_argument("--batch", type=int, default=32, help="frames per inference batch / work unit")
+    p.add_argument("--spots", action="store_true", help="also count Bragg spots (n_spots column)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="keep a frame when p_hit + p_maybe >= this")
+    p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data)")
+    p.add_argument("--mask", help="mask file (nonzero = bad) ORed into every frame's mask")
+    p.add_argument("--dataset", help="HDF5 dataset holding the frames (auto-detected when not given)")
+    p.add_argument("--beam-center", nargs=2, type=float, metavar=("FS", "SS"),
+                   help="direct-beam position in pixels, overriding the files'")
+    p.add_argument("--no-auto-mask", action="store_true",
+                   help="trust the files' masks: do not also mask what the data reveal (sentinel "
+                        "values, zero-filled gaps); saves a few ms per multi-megapixel frame")
+    p.add_argument("--no-hits-h5", action="store_true", help="do not write hits.h5")
+    p.add_argument("--zmq", metavar="ADDRESS", help="read frames from a ZeroMQ PUSH socket instead of files")
+    p.add_argument("--zmq-bind", action="store_true", help="bind ADDRESS (the sender connects)")
+    p.add_argument("--max-frames", type=int, help="ZeroMQ: stop after this many frames")
+    p.add_argument("--timeout", type=float, help="ZeroMQ: stop after this many seconds without a frame")
+    p.add_argument("--quiet", action="store_true", help="no live hit-rate lines")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from xtalscreen.screen import ZmqSource, screen
+
+    if not args.paths and not args.zmq:
+        raise ParameterError("give at least one PATH to screen (or --zmq ADDRESS)")
+    if args.paths and args.zmq:
+        raise ParameterError("give PATHs or --zmq, not both")
+    read = {k: v for k, v in (("geometry", args.geometry), ("mask", args.mask),
+                              ("dataset", args.dataset)) if v is not None}
+    if args.no_auto_mask:
+        read["auto_mask"] = False
+    if args.beam_center is not None:
+        read["beam_center"] = tuple(args.beam_center)
+    source = None
+    if args.zmq:
+        source = ZmqSource(args.zmq, bind=args.zmq_bind, max_frames=args.max_frames,
+                           timeout=args.timeout)
+    s = screen(args.paths or None, out=args.out, model=args.model, workers=args.workers,
+               batch=args.batch, spots=args.spots, threshold=args.threshold, source=source,
+               write_hits=not args.no_hits_h5, live=False if args.quiet else True, **read)
+    print(f"screened {s.line()}")
+    t = s.timings
+    print("time per stage (s, summed over workers): " + ", ".join(
+        f"{k} {t.get(k, 0.0):.2f}" for k in ("read", "preprocess", "infer", "spots", "write")))
+    print(f"outputs: {s.outputs['results']}, {s.outputs['hits_lst']}"
+          + "".join(f", {h}" for h in s.outputs["hits_h5"]))
+    if s.bad_items:
+        print(f"{len(s.bad_items)} bad item(s) skipped, listed in {s.outputs['bad']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,78 @@
+"""The model shipped inside the package, loaded with no network access.
+
+``default`` is a ``ke2018`` hit-screening model (Hit / Maybe / Miss) trained on a mix of
+simulated detectors (DiffraNet CCD, CSPAD, Pilatus) by ``scripts/train_default_model.sh``; its
+card (``default_ke.json`` next to the weights) records the data, the command and the measured
+accuracy.
+
+>>> from xtalscreen.models.pretrained import load_default, model_card   # doctest: +SKIP
+>>> model, preprocess, meta = load_default()
+>>> model_card()["test"]["overall"]["sensitivity"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from xtalscreen.errors import InputError
+
+__all__ = ["PRETRAINED", "resolve_model", "load_default", "model_card", "load_screening_model"]
+
+#: name -> (weights file, card file) inside ``xtalscreen.models.weights``
+PRETRAINED = {"default": ("default_ke.pt", "default_ke.json")}
+
+
+def _resource(name: str) -> Path:
+    ref = resources.files("xtalscreen.models.weights").joinpath(name)
+    p = Path(str(ref))
+    if not p.is_file():
+        raise InputError(f"the shipped model file {name} is missing from the installation; "
+                         "reinstall xtalscreen or run scripts/train_default_model.sh", path=str(p))
+    return p
+
+
+def resolve_model(model="default") -> str:
+    """Path of a model: a shipped name (``"default"``) or a checkpoint path (checked to exist)."""
+    if isinstance(model, str) and model in PRETRAINED:
+        return str(_resource(PRETRAINED[model][0]))
+    p = Path(os.fspath(model))
+    if not p.is_file():
+        raise InputError(f"model not found: give a checkpoint file written by xtalscreen train or "
+                         f"one of {sorted(PRETRAINED)}", path=str(p))
+    return str(p)
+
+
+def model_card(model="default") -> dict:
+    """The JSON card of a shipped model ({} for a user checkpoint or a missing card)."""
+    if not (isinstance(model, str) and model in PRETRAINED):
+        return {}
+    try:
+        return json.loads(_resource(PRETRAINED[model][1]).read_text())
+    except (InputError, ValueError):
+        return {}
+
+
+def load_screening_model(model="default"):
+    """``(model, preprocess, meta)`` of a shipped name or checkpoint path, for screening.
+
+    ``meta["card"]`` is the model card (shipped models), ``meta["path"]`` the file.
+
+    Raises
+    ------
+    InputError
+        Missing file, not a checkpoint, another schema version or task (one line, naming it).
+    """
+    from xtalscreen.train import load_model
+
+    path = resolve_model(model)
+    net, pp, meta = load_model(path)
+    meta["card"] = model_card(model)
+    return net, pp, meta
+
+
+def load_default():
+    """The shipped default hit-screening model: ``(model, preprocess, meta)``."""
+    return load_screening_model("default")

@@ -1,0 +1,162 @@
+"""Wiring: source -> processing (in-process or N worker processes) -> collector.
+
+:func:`screen` is what ``xtalscreen screen`` runs. With ``workers=1`` everything happens in this
+process: frames are read, batched ``batch`` at a time, preprocessed, classified and collected.
+With ``workers=N`` a pool of ``N`` processes (one torch thread each) reads its own
+``(file, frames)`` chunks of ``batch`` frames and returns result records in order; the collector
+stays in this process. A live source (:class:`~xtalscreen.screen.sources.ZmqSource`) is read here
+and its batches are handed to the workers.
+"""
+
+from __future__ import annotations
+
+import time
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.screen.collector import FileCollector, Summary
+from xtalscreen.screen.sources import FileSource
+from xtalscreen.screen.workers import FrameProcessor, NoSpots, SpotCounter, Timings, class_weights, run_pool
+
+__all__ = ["screen"]
+
+
+def _check(workers, batch, threshold) -> tuple[int, int, float]:
+    for name, v in (("workers", workers), ("batch", batch)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ParameterError(f"{name} must be an integer >= 1, got {v!r}")
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not 0.0 <= t <= 1.0:
+        raise ParameterError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    return int(workers), int(batch), t
+
+
+def _batches(it, size):
+    buf = []
+    for x in it:
+        buf.append(x)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 32,
+           spots: bool = False, spot_params: dict | None = None, threshold: float = 0.5,
+           source=None, write_hits: bool = True, live: bool | None = None,
+           live_every: float = 2.0, echo=None, **read_options) -> Summary:
+    """Screen frames with a hit-finding model; write results.csv, hits.lst and hits.h5.
+
+    Parameters
+    ----------
+    paths : str, path-like or sequence, optional
+        Files, folders, globs, list files (anything :func:`xtalscreen.io.open_frames` reads).
+    out : path, keyword-only
+        Output folder (see :mod:`xtalscreen.screen.collector` for the files).
+    model : "default" or path, keyword-only
+        The shipped model or a checkpoint from ``xtalscreen train`` (targets ke, binary or
+        diffranet).
+    workers : int, keyword-only
+        Processes doing the reading and the per-frame work (1: this process).
+    batch : int, keyword-only
+        Frames per inference batch (and per worker work unit).
+    spots : bool, keyword-only
+        Also count Bragg spots (``n_spots`` column) with :func:`xtalscreen.spots.find_spots`
+        (``spot_params`` passed to it).
+    threshold : float, keyword-only
+        Keep a frame when ``p_hit + p_maybe >= threshold`` (0.5: the larger of Hit+Maybe and Miss).
+    source : FrameSource, keyword-only
+        Read from this source instead of ``paths`` (e.g. a :class:`ZmqSource`).
+    write_hits : bool, keyword-only
+        Write the kept frames to ``hits.h5``.
+    live, live_every, echo : keyword-only
+        Live hit-rate line on stderr (see :class:`~xtalscreen.screen.collector.FileCollector`).
+    **read_options
+        For :func:`~xtalscreen.io.open_frames`: ``geometry``, ``mask``, ``beam_center``,
+        ``dataset``, ``frames`` ...
+
+    Returns
+    -------
+    Summary
+        Frames, hits, hit rate, frames/s, bad items, time per stage.
+
+    Raises
+    ------
+    InputError
+        The model file is missing or not a screening checkpoint (another version or task), or
+        no frame at all could be read.
+    ParameterError
+        Bad arguments.
+
+    Examples
+    --------
+    >>> s = screen("run_0001.h5", out="screen_out", workers=2)     # doctest: +SKIP
+    >>> print(s.line())
+    """
+    import torch
+
+    from xtalscreen.models.pretrained import load_screening_model
+
+    workers, batch, threshold = _check(workers, batch, threshold)
+    if paths is None and source is None:
+        raise ParameterError("paths: give files/folders to screen (or a source)")
+    net, pp, meta = load_screening_model(model)
+    class_weights(meta["classes"])  # refuses non-screening models before any work
+    spot_step = SpotCounter(**(spot_params or {})) if spots else NoSpots()
+    collector = FileCollector(out, spots=spots, write_hits=write_hits, live=live,
+                              live_every=live_every, trained_on=meta["card"].get("trained_on"),
+                              echo=echo)
+    src = source if source is not None else FileSource(paths, report=collector.bad, **read_options)
+    if source is not None and hasattr(source, "report"):
+        source.report = collector.bad
+    timings = Timings()
+    collector.start(total=src.count())
+    try:
+        if workers == 1:
+            threads = torch.get_num_threads()
+            proc = FrameProcessor(net, pp, meta["classes"], threshold=threshold, spots=spot_step)
+            it = iter(src.frames())
+            while True:
+                t0 = time.perf_counter()
+                frames = []
+                for f in it:
+                    frames.append(f)
+                    if len(frames) == batch:
+                        break
+                timings.read += time.perf_counter() - t0
+                if not frames:
+                    break
+                for f, r in zip(frames, proc.process(frames)):
+                    collector.add(r, f if r.kept else None)
+                collector.flush()
+            timings.add(proc.timings)
+            torch.set_num_threads(threads)
+        else:
+            if isinstance(src, FileSource):
+                tasks = (("read", p, idx) for p, idx in src.chunks(batch))
+            else:
+                tasks = (("frames", b) for b in _batches(src.frames(), batch))
+            ro = dict(src.read_options) if isinstance(src, FileSource) else {}
+            ro.pop("frames", None)  # the chunks already select the frames
+            for results, bad, kept, tm in run_pool(tasks, workers=workers, model_path=meta["path"],
+                                                   threshold=threshold,
+                                                   spot_params=(spot_params or {}) if spots else None,
+                                                   read_options=ro, return_kept=write_hits):
+                for line in bad:
+                    collector.bad(line)
+                for i, r in enumerate(results):
+                    collector.add(r, kept.get(i))
+                collector.flush()
+                timings.add(Timings(**tm))
+    finally:
+        src.close()
+        summary = collector.finish()
+    for k in ("read", "preprocess", "infer", "spots"):
+        summary.timings[k] = getattr(timings, k)
+    summary.outputs["model"] = meta["path"]
+    if summary.frames == 0 and summary.bad_items:
+        raise InputError(f"no frame could be read: {len(summary.bad_items)} bad item(s), the first: "
+                         f"{summary.bad_items[0]}")
+    return summary

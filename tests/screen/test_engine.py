@@ -1,0 +1,169 @@
+"""screen(): outputs consistent with each other, workers, bad input, partial results."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.io import open_frames, write_hdf5_run
+from xtalscreen.io.frame import Frame
+from xtalscreen.screen import screen
+from xtalscreen.screen.collector import FileCollector
+from xtalscreen.screen.workers import FrameResult
+
+
+def rows(out):
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def kept_threshold(out):
+    """A threshold that keeps about half the frames of a finished run."""
+    s = sorted(float(r["p_hit"]) + float(r["p_maybe"]) for r in rows(out))
+    return float(np.median(s))
+
+
+def test_outputs_consistent(tmp_path, run_h5, tiny_model):
+    s0 = screen([run_h5], out=tmp_path / "a", model=str(tiny_model), live=False)
+    assert s0.frames == 12 and not s0.bad_items
+    thr = kept_threshold(tmp_path / "a")
+    s = screen([run_h5], out=tmp_path / "b", model=str(tiny_model), threshold=thr, batch=5, live=False)
+    r = rows(tmp_path / "b")
+    assert [int(x["frame"]) for x in r] == list(range(12))
+    assert list(r[0]) == ["file", "frame", "p_hit", "p_maybe", "p_miss", "decision", "flags"]
+    for x in r:
+        p = float(x["p_hit"]) + float(x["p_maybe"]) + float(x["p_miss"])
+        assert p == pytest.approx(1.0, abs=1e-4)
+        assert (x["decision"] in ("hit", "maybe")) == (float(x["p_hit"]) + float(x["p_maybe"]) >= thr)
+    kept = [int(x["frame"]) for x in r if x["decision"] in ("hit", "maybe")]
+    assert 0 < len(kept) < 12 and s.hits == len(kept)
+    lst = (tmp_path / "b" / "hits.lst").read_text().splitlines()
+    assert lst == [f"{run_h5} //{i}" for i in kept]  # multi-event HDF5: path //N
+    hits = list(open_frames(tmp_path / "b" / "hits.h5"))
+    src = list(open_frames(run_h5))
+    assert [h.meta["source_index"] for h in hits] == kept  # provenance travels with the frame
+    for h, i in zip(hits, kept):
+        np.testing.assert_array_equal(h.data, src[i].data)
+    assert s.hit_rate == pytest.approx(len(kept) / 12)
+    assert set(s.timings) >= {"read", "preprocess", "infer", "write"}
+
+
+def test_two_workers_same_results(tmp_path, run_h5, tiny_model):
+    s1 = screen([run_h5, run_h5], out=tmp_path / "w1", model=str(tiny_model), batch=5, live=False)
+    s2 = screen([run_h5, run_h5], out=tmp_path / "w2", model=str(tiny_model), batch=5, workers=2,
+                live=False)
+    r1, r2 = rows(tmp_path / "w1"), rows(tmp_path / "w2")
+    assert len(r1) == len(r2) == 24 and s1.hits == s2.hits
+    for a, b in zip(r1, r2):
+        assert (a["file"], a["frame"], a["decision"]) == (b["file"], b["frame"], b["decision"])
+        assert float(a["p_hit"]) == pytest.approx(float(b["p_hit"]), abs=1e-4)
+    assert (tmp_path / "w1" / "hits.lst").read_text() == (tmp_path / "w2" / "hits.lst").read_text()
+
+
+def test_bad_files_and_frames_are_skipped_and_counted(tmp_path, run_h5, tiny_model):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not an hdf5 file at all")
+    lines = []
+    s = screen([run_h5, tmp_path / "missing.h5", broken], out=tmp_path / "o", model=str(tiny_model),
+               live=False, echo=lines.append)
+    assert s.frames == 12
+    assert len(s.bad_items) == 2
+    bad = (tmp_path / "o" / "bad.txt").read_text()
+    assert "missing.h5" in bad and "broken.h5" in bad
+    assert sum("skipped" in ln for ln in lines) == 2
+
+
+def test_other_shapes_all_masked_and_missing_beam_center(tmp_path, tiny_model, frames_factory):
+    make_frames = frames_factory
+    a = tmp_path / "a.h5"
+    frames = make_frames(3, (120, 90), beam_center=None)           # no beam centre at all
+    frames[1] = frames[1].replace(mask=np.ones((120, 90), bool))   # all masked
+    write_hdf5_run(frames, a)
+    b = tmp_path / "b.npy"                                          # another detector size
+    np.save(b, make_frames(1, (300, 310))[0].data)
+    lines = []
+    s = screen([a, b], out=tmp_path / "o", model=str(tiny_model), threshold=0.0, live=False,
+               echo=lines.append)
+    r = rows(tmp_path / "o")
+    assert [x["decision"] for x in r][:3] == ["hit" if float(r[0]["p_hit"]) >= float(r[0]["p_maybe"])
+                                             else "maybe", "bad", r[2]["decision"]]
+    assert r[1]["p_hit"] == "" and "all_masked" in r[1]["flags"]
+    assert s.bad_frames == 1 and s.frames == 4 and s.hits == 3
+    assert all("no_beam_center" in x["flags"] for x in r[:3])
+    warned = [ln for ln in lines if "no beam centre" in ln]
+    assert len(warned) == 2  # once per file (a.h5 and b.npy), not per frame
+    # single-image file: plain path in hits.lst; shapes split over hits.h5 / hits_2.h5
+    lst = (tmp_path / "o" / "hits.lst").read_text().splitlines()
+    assert lst[-1] == str(b)
+    assert [len(list(open_frames(p))) for p in s.outputs["hits_h5"]] == [2, 1]
+
+
+def test_far_detector_warns_once_per_file(tmp_path):
+    lines = []
+    c = FileCollector(tmp_path, live=False, trained_on={"angular_pixel": [5e-4, 2e-3]},
+                      echo=lines.append)
+    c.start()
+    for i in range(3):
+        c.add(FrameResult("x.h5", i, 0.1, 0.1, 0.8, "miss", pixel_size=75e-6, distance=2.0))
+        c.add(FrameResult("y.h5", i, 0.1, 0.1, 0.8, "miss", pixel_size=172e-6, distance=0.2))
+    s = c.finish()
+    assert len(lines) == 1 and "x.h5" in lines[0] and "outside" in lines[0]
+    assert s.frames == 6 and s.hits == 0 and s.outputs["hits_h5"] == []
+
+
+def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory):
+    make_frames = frames_factory
+    class Exploding:
+        def count(self):
+            return None
+
+        def frames(self):
+            yield from make_frames(7)
+            raise RuntimeError("detector on fire")
+
+        def close(self):
+            pass
+
+    with pytest.raises(RuntimeError, match="on fire"):
+        screen(out=tmp_path / "o", model=str(tiny_model), source=Exploding(), batch=3, live=False)
+    r = rows(tmp_path / "o")
+    assert [int(x["frame"]) for x in r] == list(range(6))  # the two full batches are on disk
+    assert all(x["decision"] in ("hit", "maybe", "miss") for x in r)
+
+
+def test_model_of_another_task_or_version_is_refused(tmp_path, run_h5, tiny_model):
+    import torch
+
+    from xtalscreen.models import create_model
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train import save_checkpoint
+
+    other = tmp_path / "drop.pt"
+    save_checkpoint(other, create_model("ke2018", num_classes=3, img_size=64),
+                    preprocess=PreprocessConfig(bin=2, crop=(64, 64)), classes=("a", "b", "c"),
+                    target="ke", task="drop-scoring")
+    with pytest.raises(InputError, match="task"):
+        screen([run_h5], out=tmp_path / "o", model=str(other))
+    state = torch.load(tiny_model, weights_only=True)
+    state["schema"] = 99
+    newer = tmp_path / "newer.pt"
+    torch.save(state, newer)
+    with pytest.raises(InputError, match="schema"):
+        screen([run_h5], out=tmp_path / "o", model=str(newer))
+    wrong = tmp_path / "classes.pt"
+    save_checkpoint(wrong, create_model("ke2018", num_classes=3, img_size=64),
+                    preprocess=PreprocessConfig(bin=2, crop=(64, 64)),
+                    classes=("clear", "crystals", "precipitate"), target="ke")
+    with pytest.raises(ParameterError, match="hit-screening"):
+        screen([run_h5], out=tmp_path / "o", model=str(wrong))
+    with pytest.raises(InputError, match="not found"):
+        screen([run_h5], out=tmp_path / "o", model=str(tmp_path / "nope.pt"))
+
+
+@pytest.mark.parametrize("kw", [{"workers": 0}, {"batch": 0}, {"threshold": 1.5}, {"workers": 1.5}])
+def test_bad_parameters(tmp_path, run_h5, tiny_model, kw):
+    with pytest.raises(ParameterError):
+        screen([run_h5], out=tmp_path / "o", model=str(tiny_model), **kw)

@@ -1,0 +1,65 @@
+"""FastPreprocess must equal PreprocessConfig.apply (no augmentation) while touching less."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xtalscreen.io.frame import Frame
+from xtalscreen.preprocess import PreprocessConfig
+from xtalscreen.screen.prepare import FastPreprocess
+
+
+@pytest.mark.parametrize("shape,center", [((200, 180), (90.0, 100.0)), ((201, 177), (3.2, 190.7)),
+                                          ((150, 300), (-40.0, 75.0)), ((64, 64), (32.0, 32.0))])
+@pytest.mark.parametrize("cfg", [PreprocessConfig(bin=2, crop=(64, 64)),
+                                 PreprocessConfig(bin=3, crop=(40, 50), contrast="linear"),
+                                 PreprocessConfig(bin=1, crop=(33, 33), bin_reduce="mean", channels=3)])
+def test_monolithic_equals_reference(shape, center, cfg):
+    rng = np.random.default_rng(1)
+    data = rng.poisson(5.0, shape).astype(np.float32)
+    data[5, 7] = np.nan
+    mask = rng.random(shape) < 0.05
+    f = Frame(data, mask=mask, beam_center=center)
+    ref = cfg.apply(f)
+    got = FastPreprocess(cfg)(f)
+    assert got.x.shape == ref.shape == cfg.output_shape
+    np.testing.assert_allclose(got.x, ref, rtol=1e-5, atol=1e-5)
+    assert not got.no_beam_center
+
+
+def test_multipanel_cspad_equals_reference():
+    from xtalscreen.simulate import get_preset
+
+    geom = get_preset("cspad").detector.geometry
+    shape = geom.data_shape()
+    rng = np.random.default_rng(2)
+    data = rng.poisson(3.0, shape).astype(np.float32)
+    mask = rng.random(shape) < 0.01
+    cfg = PreprocessConfig(bin=2, crop=(96, 96))
+    fp = FastPreprocess(cfg)
+    for bc in (None, (700.3, 910.8)):  # the geometry's beam centre, then an explicit one
+        f = Frame(data, mask=mask, geometry=geom, beam_center=bc)
+        np.testing.assert_allclose(fp(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5)
+    # sums are conserved: a constant image stays constant (LCN off) in fully covered pixels
+    flat = Frame(np.ones(shape, np.float32), geometry=geom)
+    x = FastPreprocess(cfg.replace(contrast="none"))(flat).x[0]
+    assert set(np.unique(x[x > 0]).round(4)) == {4.0}
+
+
+def test_missing_beam_center_is_flagged_not_warned(recwarn):
+    cfg = PreprocessConfig(bin=2, crop=(32, 32))
+    f = Frame(np.ones((100, 80), np.float32))
+    p = FastPreprocess(cfg)(f)
+    assert p.no_beam_center
+    assert not [w for w in recwarn if "beam" in str(w.message)]
+    np.testing.assert_allclose(p.x, cfg.apply_array(f.data, center=(40.0, 50.0)), atol=1e-6)
+
+
+def test_all_masked_frame_has_no_valid_pixel():
+    f = Frame(np.ones((100, 80), np.float32), mask=np.ones((100, 80), bool), beam_center=(40, 50))
+    p = FastPreprocess(PreprocessConfig(bin=2, crop=(32, 32)))(f)
+    assert p.n_valid == 0 and not p.x.any()
+    # crop entirely off the detector: nothing valid either
+    g = Frame(np.ones((100, 80), np.float32), beam_center=(5000.0, 5000.0))
+    assert FastPreprocess(PreprocessConfig(bin=2, crop=(32, 32)))(g).n_valid == 0
