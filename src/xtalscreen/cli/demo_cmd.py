@@ -107,6 +107,14 @@ def stage_simulate_and_spots(out: Path, *, n: int = 12, seed: int = 0) -> None:
     print(f"  spot finding: {1e3 * t_find / max(mpx, 1e-9):.1f} ms per megapixel")
 
 
+def stage_screen(out: Path) -> None:
+    """Simulate a small mixed-detector run and screen it with the shipped model."""
+    from xtalscreen.screen import demo
+
+    print("\n== screening a simulated mixed-detector run with the shipped model")
+    demo(out / "screen")
+
+
 def stage_drops(out: Path) -> None:
     """Render a plate of drops, score it with the drop pipeline in a fresh SQLite database."""
     from xtalscreen.drops.pipeline import demo
@@ -124,6 +132,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     stage_read(real_dir, out)
     stage_simulate_and_spots(out)
+    stage_screen(out)
     stage_drops(out)
     print(f"demo finished in {time.perf_counter() - t0:.1f} s; outputs in {out}/")
     return 0
