@@ -46,8 +46,6 @@ def _cli_run(db_url, tmp_path, kill_at=None):
 @pytest.mark.parametrize("kill_at", ["checkpoint", "upload", "archive", "cleanup"])
 def test_killed_run_loses_nothing_and_writes_nothing_twice(engine, db_url, plate_src, tmp_path,
                                                            kill_at):
-    if db_url.startswith("postgresql") and kill_at in ("upload", "cleanup"):
-        pytest.skip("covered on SQLite; PostgreSQL runs the checkpoint and archive kills (time)")
     import_source(engine, plate_src)
     res = _cli_run(db_url, tmp_path, kill_at)
     assert res.returncode == -9, res.stderr
