@@ -562,7 +562,7 @@ def _read_arrays(h, path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[dic
                 elsize, nel = int(p[2]), int(p[3])  # (compr, id, elsize, elements, ...)
                 s = h.get_realarray_as_string()
                 a = np.frombuffer(s, dtype=f"<f{elsize}")
-            except Exception:
+            except Exception:  # pycbf raises bare Exception; reported below as InputError
                 raise InputError(f"cannot decode array {aid} ({str(exc).strip()}); the file may "
                                  "be truncated or corrupt", path=str(path)) from None
         else:
