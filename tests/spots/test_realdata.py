@@ -63,3 +63,13 @@ def test_cspad_column_gain_removes_noise_spots(real_dir):
         return int(((tab["fs"] % 194 < 2) | (tab["fs"] % 194 > 192)).sum())
 
     assert edge(t) < 0.3 * edge(t_frame)
+
+
+def test_cspad_hits_are_listed_as_plain_paths(real_dir, tmp_path, capsys):
+    # A full-CBF CSPAD file holds one multi-panel frame: CrystFEL lists it without an event.
+    from xtalscreen.cli import main
+
+    src = real_dir / "xray" / "idx-20130301060858401.cbf"
+    assert main(["spots", str(src), "--out", str(tmp_path)]) == 0
+    hits = (tmp_path / "hits.lst").read_text().splitlines()
+    assert hits == [str(src)]

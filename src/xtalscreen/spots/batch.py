@@ -43,7 +43,7 @@ from xtalscreen.spots.find import find_spots, make_params
 from xtalscreen.spots.hitrules import HIT, SpotCountRule
 from xtalscreen.spots.table import FIELDS, SpotTable
 
-MULTI_FRAME_FORMATS = ("hdf5", "cxi", "eiger", "idh5", "nexus", "npz", "cbf-multi")
+MULTI_FRAME_FORMATS = ("hdf5", "cxi", "eiger", "idh5", "nexus", "npz")  # "cbf-multi" is one multi-panel frame per file
 
 
 @dataclass
