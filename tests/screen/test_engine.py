@@ -114,7 +114,8 @@ def test_far_detector_warns_once_per_file(tmp_path):
     assert s.frames == 6 and s.hits == 0 and s.outputs["hits_h5"] == []
 
 
-def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory, workers):
     make_frames = frames_factory
     class Exploding:
         def count(self):
@@ -128,10 +129,15 @@ def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory):
             pass
 
     with pytest.raises(RuntimeError, match="on fire"):
-        screen(out=tmp_path / "o", model=str(tiny_model), source=Exploding(), batch=3, live=False)
+        screen(out=tmp_path / "o", model=str(tiny_model), source=Exploding(), batch=3, live=False,
+               threshold=0.0, workers=workers)
     r = rows(tmp_path / "o")
     assert [int(x["frame"]) for x in r] == list(range(6))  # the two full batches are on disk
-    assert all(x["decision"] in ("hit", "maybe", "miss") for x in r)
+    assert all(x["decision"] in ("hit", "maybe") for x in r)
+    # hits.h5 holds the kept frames of those batches (worker parts joined on the way out)
+    hits = list(open_frames(tmp_path / "o" / "hits.h5"))
+    assert [h.meta["source_index"] for h in hits] == list(range(6))
+    assert not (tmp_path / "o" / ".hits_parts").exists()
 
 
 def test_model_of_another_task_or_version_is_refused(tmp_path, run_h5, tiny_model):
@@ -167,3 +173,95 @@ def test_model_of_another_task_or_version_is_refused(tmp_path, run_h5, tiny_mode
 def test_bad_parameters(tmp_path, run_h5, tiny_model, kw):
     with pytest.raises(ParameterError):
         screen([run_h5], out=tmp_path / "o", model=str(tiny_model), **kw)
+
+
+def _hits_content(path):
+    return [(f.data, f.mask, f.meta.get("source"), f.meta["source_index"], f.beam_center,
+             f.pixel_size, f.distance, f.wavelength, f.dtype) for f in open_frames(path)]
+
+
+def test_two_workers_same_hits_h5(tmp_path, run_h5, tiny_model, frames_factory):
+    # a second run whose masks differ frame by frame (per-frame mask in the part files)
+    varied = tmp_path / "varied.h5"
+    frames = frames_factory(7, seed=3)
+    for i in (2, 5):
+        m = np.zeros((200, 180), bool)
+        m[i:i + 9, :20] = True
+        frames[i] = frames[i].replace(mask=m)
+    write_hdf5_run(frames, varied)
+    paths = [run_h5, varied, run_h5]
+    s1 = screen(paths, out=tmp_path / "w1", model=str(tiny_model), batch=4, threshold=0.0,
+                live=False)
+    s2 = screen(paths, out=tmp_path / "w2", model=str(tiny_model), batch=4, threshold=0.0,
+                workers=2, live=False)
+    assert s1.hits == s2.hits == 31
+    assert not (tmp_path / "w2" / ".hits_parts").exists()  # worker part files are cleaned up
+    h1, h2 = _hits_content(tmp_path / "w1" / "hits.h5"), _hits_content(tmp_path / "w2" / "hits.h5")
+    assert len(h1) == len(h2) == 31
+    kept = [(x["file"], int(x["frame"])) for x in rows(tmp_path / "w2")
+            if x["decision"] in ("hit", "maybe")]
+    src = {str(p): list(open_frames(p)) for p in (run_h5, varied)}
+    for a, b, (file, idx) in zip(h1, h2, kept):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[2:] == b[2:]
+        assert b[3] == idx  # same order as the hits in results.csv
+        np.testing.assert_array_equal(b[0], src[file][idx].data)
+        np.testing.assert_array_equal(b[1], src[file][idx].mask)
+    assert sum(a[1].any() for a in h2) == 2  # only the two masked frames of varied.h5
+
+
+def test_merge_parts_joins_runs_in_order(tmp_path, frames_factory):
+    from xtalscreen.screen.collector import merge_parts
+
+    fr = frames_factory(5, (40, 30), source="x.h5")
+    m = np.zeros((40, 30), bool)
+    m[0] = True
+    fr[3] = fr[3].replace(mask=m)
+    parts = [tmp_path / "p0.h5", tmp_path / "p1.h5", tmp_path / "p2.h5"]
+    write_hdf5_run(fr[:2], parts[0])
+    write_hdf5_run(fr[2:4], parts[1])
+    write_hdf5_run(fr[4:], parts[2], compression="gzip")  # other filter: decoded + re-encoded
+    assert merge_parts(parts, tmp_path / "all.h5") == 5
+    assert not any(p.exists() for p in parts)
+    got = list(open_frames(tmp_path / "all.h5"))
+    assert [g.meta["source_index"] for g in got] == [0, 1, 2, 3, 4]
+    for g, f in zip(got, fr):
+        np.testing.assert_array_equal(g.data, f.data)
+        np.testing.assert_array_equal(g.mask, f.mask)
+    with pytest.raises(InputError):
+        merge_parts([], tmp_path / "none.h5")
+
+
+def test_source_chunks_copied_only_when_the_layout_matches(tmp_path, run_h5, frames_factory):
+    from xtalscreen.screen.workers import SourceChunks, write_parts
+
+    fr = list(open_frames(run_h5, frames=[1, 4]))
+    gz = tmp_path / "gz.h5"
+    write_hdf5_run(frames_factory(2), gz, compression="gzip")
+    gz_fr = list(open_frames(gz))
+    hook = SourceChunks()
+    parts = write_parts(fr + gz_fr, str(tmp_path), "p", raw_chunks=True)
+    assert len(parts) == 1 and parts[0][2] == 4
+    import h5py
+
+    with h5py.File(parts[0][1]) as f, h5py.File(run_h5) as src:
+        ds, sd = f["/entry/data/data"], src["/entry/data/data"]
+        assert hook(fr[0], ds) is not None and hook(gz_fr[0], ds) is None  # gzip: re-encoded
+        # the bitshuffle-LZ4 source frames went in as their compressed source chunks
+        assert ds.id.read_direct_chunk((1, 0, 0))[1] == sd.id.read_direct_chunk((4, 0, 0))[1]
+    hook.close()
+    got = list(open_frames(parts[0][1]))
+    for g, f in zip(got, fr + gz_fr):
+        np.testing.assert_array_equal(g.data, f.data)
+
+
+def test_corrected_frames_are_written_corrected(tmp_path, run_h5, tiny_model):
+    dark = np.full((200, 180), 3.0, np.float32)
+    screen([run_h5], out=tmp_path / "o", model=str(tiny_model), workers=2, batch=5,
+           threshold=0.0, dark=dark, live=False)
+    got = list(open_frames(tmp_path / "o" / "hits.h5"))
+    want = list(open_frames(run_h5, dark=dark))
+    assert len(got) == 12
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.data, w.data)  # not the raw source chunk

@@ -74,7 +74,7 @@ def _cast(data: np.ndarray, dtype: np.dtype, label: str) -> np.ndarray:
 
 def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
                    compression: str | None = "bitshuffle-lz4", chunk_frames: int = 1,
-                   dtype=None, overwrite: bool = False) -> int:
+                   dtype=None, overwrite: bool = False, raw_chunk=None) -> int:
     """Write frames into one HDF5 run file, one frame at a time (layout in the module doc).
 
     Parameters
@@ -91,6 +91,13 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
         Stored dtype; default float32 (exactly what ``Frame.data`` holds). An integer dtype is
         checked frame by frame to be lossless.
     overwrite : bool, keyword-only
+    raw_chunk : callable, keyword-only
+        ``raw_chunk(frame, dataset) -> (filter_mask, bytes) or None``: the frame's data already
+        encoded for ``dataset`` (same dtype, chunk shape and filter pipeline; e.g. read with
+        h5py's ``read_direct_chunk`` from a source file of the same layout), written as it is
+        with ``write_direct_chunk`` instead of encoding ``frame.data`` again; the caller
+        guarantees that it decodes to ``frame.data``. None (default, or when it returns None):
+        encode ``frame.data``. Only used with ``chunk_frames=1``.
 
     Returns
     -------
@@ -156,7 +163,11 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
                                      "run file holds one detector's frames", path=fr.source or None,
                                      frame=fr.index)
                 ds.resize(n + 1, axis=0)
-                ds[n] = _cast(fr.data, dt, fr.label)
+                rc = raw_chunk(fr, ds) if raw_chunk is not None and chunk_frames == 1 else None
+                if rc is not None:
+                    ds.id.write_direct_chunk((n,) + (0,) * len(shape), rc[1], rc[0])
+                else:
+                    ds[n] = _cast(fr.data, dt, fr.label)
                 # mask: one copy while constant, per frame from the first change on
                 if mask_ds is None and not np.array_equal(fr.mask, first_mask):
                     mask_ds = g.create_dataset("mask", shape=(n + 1,) + shape,

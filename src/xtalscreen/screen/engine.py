@@ -3,8 +3,9 @@
 :func:`screen` is what ``xtalscreen screen`` runs. With ``workers=1`` everything happens in this
 process: frames are read, batched ``batch`` at a time, preprocessed, classified and collected.
 With ``workers=N`` a pool of ``N`` processes (one torch thread each) reads its own
-``(file, frames)`` chunks of ``batch`` frames and returns result records in order; the collector
-stays in this process. A live source (:class:`~xtalscreen.screen.sources.ZmqSource`) is read here
+``(file, frames)`` chunks of ``batch`` frames and returns result records in order (kept
+frames go to per-worker HDF5 part files that the collector joins into ``hits.h5``); the
+collector stays in this process. A live source (:class:`~xtalscreen.screen.sources.ZmqSource`) is read here
 and its batches are handed to the workers.
 """
 
@@ -140,14 +141,17 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
                 tasks = (("frames", b) for b in _batches(src.frames(), batch))
             ro = dict(src.read_options) if isinstance(src, FileSource) else {}
             ro.pop("frames", None)  # the chunks already select the frames
-            for results, bad, kept, tm in run_pool(tasks, workers=workers, model_path=meta["path"],
-                                                   threshold=threshold,
-                                                   spot_params=(spot_params or {}) if spots else None,
-                                                   read_options=ro, return_kept=write_hits):
+            part_dir = collector.part_dir() if write_hits else None
+            for results, bad, parts, tm in run_pool(tasks, workers=workers, model_path=meta["path"],
+                                                    threshold=threshold,
+                                                    spot_params=(spot_params or {}) if spots else None,
+                                                    read_options=ro, part_dir=part_dir):
                 for line in bad:
                     collector.bad(line)
-                for i, r in enumerate(results):
-                    collector.add(r, kept.get(i))
+                for r in results:
+                    collector.add(r)
+                for shape, path, n in parts:  # the kept frames, written by the worker
+                    collector.add_part(shape, path, n)
                 collector.flush()
                 timings.add(Timings(**tm))
     finally:
@@ -155,6 +159,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         summary = collector.finish()
     for k in ("read", "preprocess", "infer", "spots"):
         summary.timings[k] = getattr(timings, k)
+    summary.timings["write"] = summary.timings.get("write", 0.0) + timings.write  # worker parts
     summary.outputs["model"] = meta["path"]
     if summary.frames == 0 and summary.bad_items:
         raise InputError(f"no frame could be read: {len(summary.bad_items)} bad item(s), the first: "

@@ -3,7 +3,8 @@
 :class:`FrameProcessor` turns a batch of frames into :class:`FrameResult` records. It runs in
 the engine's process (``workers=1``) or in each of ``N`` worker processes (``workers=N``, see
 :func:`run_pool`), where each process reads its own ``(file, frames)`` chunks, so only the small
-result records (and the raw data of hit frames, for ``hits.h5``) travel between processes.
+result records travel between processes: with ``hits.h5`` on, each worker writes the frames
+it keeps to its own HDF5 part files (compressed there) and returns their paths.
 Results come back in reading order either way, so ``--workers 2`` writes the same files as 1.
 
 Decisions (paper 001, Table 3: Hit and Maybe are added, then compared with Miss):
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FrameResult", "FrameProcessor", "NoSpots", "SpotCounter", "class_weights", "run_pool"]
+__all__ = ["FrameResult", "FrameProcessor", "NoSpots", "SpotCounter", "class_weights", "run_pool",
+           "write_parts", "SourceChunks"]
 
 DECISIONS = ("hit", "maybe", "miss", "bad")
 #: reader formats whose files hold many frames (CrystFEL lists name them ``path //N``)
@@ -181,7 +183,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(model_path: str, threshold: float, spot_params, read_options: dict,
-                 return_kept: bool = True) -> None:
+                 part_dir: str | None = None) -> None:
     import torch
 
     from xtalscreen.train import load_model
@@ -191,13 +193,95 @@ def _init_worker(model_path: str, threshold: float, spot_params, read_options: d
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
     _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots)
     _STATE["read"] = read_options
-    _STATE["return_kept"] = bool(return_kept)
+    _STATE["part_dir"] = part_dir
+    _STATE["parts"] = 0
 
 
-def _work_chunk(task) -> tuple[list, list, dict, dict]:
+#: reader options that change the pixel values (the source's raw chunks are then not the data)
+_VALUE_OPTIONS = ("dark", "gain", "low_gain_map")
+
+
+class SourceChunks:
+    """``raw_chunk`` hook of :func:`xtalscreen.io.write_hdf5_run`: the source file's own chunk.
+
+    A frame read from an HDF5 run whose data dataset has the layout of the part being written
+    (float32, one chunk per frame, the same filter pipeline, e.g. bitshuffle-LZ4 as written by
+    :func:`~xtalscreen.io.write_hdf5_run`) is copied as its compressed chunk, so it is neither
+    decompressed nor compressed again. Anything else (other formats, dtypes, filters, chunking,
+    multi-file or external data, dark/gain corrections) returns None: the frame is encoded.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict = {}
+
+    def __call__(self, frame, dataset):
+        import h5py
+
+        from xtalscreen.screen.collector import _raw_copy_ok
+
+        meta = frame.meta or {}
+        name = meta.get("dataset")
+        if (frame.format != "hdf5" or not name or "chunk" in meta or "data_file" in meta
+                or not frame.source):
+            return None
+        try:
+            f = self._files.get(frame.source)
+            if f is None:
+                f = self._files[frame.source] = h5py.File(frame.source, "r")
+            src = f[name]
+            if (src.ndim != frame.data.ndim + 1 or src.shape[1:] != frame.data.shape
+                    or not _raw_copy_ok(dataset, src)):
+                return None
+            return src.id.read_direct_chunk((int(frame.index),) + (0,) * frame.data.ndim)
+        except (OSError, KeyError, ValueError, TypeError):
+            return None  # encode frame.data instead (always correct)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+def write_parts(frames: list, part_dir: str, stem: str, *,
+                raw_chunks: bool = True) -> list[tuple[tuple, str, int]]:
+    """Write ``frames`` (kept frames, in order) to HDF5 part files, one per frame shape.
+
+    Each part is a :func:`xtalscreen.io.write_hdf5_run` file (bitshuffle-LZ4, one chunk per
+    frame), so any compression happens in the worker that read the frames and the collector
+    only concatenates compressed chunks (:func:`xtalscreen.screen.collector.merge_parts`).
+    With ``raw_chunks`` a frame read from an HDF5 file of the same layout is copied as its
+    compressed source chunk (:class:`SourceChunks`); pass False when the reader changed the
+    pixel values (dark/gain corrections).
+
+    Returns
+    -------
+    list of (shape, path, n_frames)
+        In the order in which each shape first occurs in ``frames``.
+    """
+    from xtalscreen.io.writers import write_hdf5_run
+
+    by_shape: dict[tuple, list] = {}
+    for f in frames:
+        by_shape.setdefault(tuple(f.data.shape), []).append(f)
+    out = []
+    hook = SourceChunks() if raw_chunks else None
+    try:
+        for k, (shape, group) in enumerate(by_shape.items()):
+            path = os.path.join(part_dir, f"{stem}_{k}.h5")
+            n = write_hdf5_run(group, path, overwrite=True, raw_chunk=hook)
+            out.append((shape, path, n))
+    finally:
+        if hook is not None:
+            hook.close()
+    return out
+
+
+def _work_chunk(task) -> tuple[list, list, list, dict]:
     """One unit of work in a worker: ``("read", path, indices)`` or ``("frames", frames)``.
 
-    Returns (results, bad item lines, kept frames by position, timings dict).
+    Returns (results, bad item lines, hit part files ``[(shape, path, n)]``, timings dict).
+    The kept frames never travel back: with a part folder (hits.h5 on) the worker writes them
+    to its own part files (:func:`write_parts`).
     """
     from xtalscreen.errors import InputError
     from xtalscreen.io import open_frames
@@ -220,20 +304,30 @@ def _work_chunk(task) -> tuple[list, list, dict, dict]:
         frames = task[1]
     read_s = time.perf_counter() - t0
     results = proc.process(frames) if frames else []
-    # raw data of kept frames travel back only when the collector writes them (hits.h5)
-    kept = {i: frames[i] for i, r in enumerate(results) if r.kept} if _STATE["return_kept"] else {}
     tm = proc.timings
     tm.read = read_s
-    return results, bad, kept, tm.__dict__
+    parts: list = []
+    kept = [f for f, r in zip(frames, results) if r.kept]
+    if _STATE["part_dir"] is not None and kept:
+        t1 = time.perf_counter()
+        _STATE["parts"] += 1
+        raw = task[0] == "read" and not any(_STATE["read"].get(k) is not None for k in _VALUE_OPTIONS)
+        parts = write_parts(kept, _STATE["part_dir"], f"part_{os.getpid()}_{_STATE['parts']}",
+                            raw_chunks=raw)
+        tm.write = time.perf_counter() - t1
+    return results, bad, parts, tm.__dict__
 
 
 def run_pool(tasks, *, workers: int, model_path: str, threshold: float, spot_params,
-             read_options: dict, return_kept: bool = True):
-    """Run ``tasks`` on ``workers`` processes; yields ``_work_chunk`` outputs in task order."""
+             read_options: dict, part_dir: str | None = None):
+    """Run ``tasks`` on ``workers`` processes; yields ``_work_chunk`` outputs in task order.
+
+    ``part_dir``: folder where the workers write the kept frames (None: not written).
+    """
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() and os.name == "posix"
                          else "spawn")
     with ctx.Pool(workers, initializer=_init_worker,
-                  initargs=(model_path, threshold, spot_params, read_options, return_kept)) as pool:
+                  initargs=(model_path, threshold, spot_params, read_options, part_dir)) as pool:
         yield from pool.imap(_work_chunk, tasks, chunksize=1)
