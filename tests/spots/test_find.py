@@ -366,3 +366,77 @@ def test_integer_input_and_frame_mask_combined(synth):
     t = find_spots(fr)
     assert np.all(t["ss"] >= 48)
     assert isinstance(t, SpotTable)
+
+
+# --- fast paths of the speed work: each must give exactly what the general path gives --------
+def test_typical_level_kernel_equals_numpy_median():
+    from xtalscreen.spots.dispersion import _typical_level
+
+    rng = np.random.default_rng(31)
+    for shape in [(100, 90), (97, 161), (33, 17), (1, 1)]:
+        img = (rng.normal(0, 1, shape) * 7.3 + 1000.5).astype(np.float32)
+        img.flat[:: 5] = np.nan
+        img.flat[1:: 7] = np.inf
+        bad = rng.random(shape) < 0.2
+        d = img[::32, ::16]
+        v = d[~bad[::32, ::16] & np.isfinite(d)]
+        want = float(np.floor(np.median(v))) if v.size else 0.0
+        assert _typical_level(img, bad) == want
+    assert _typical_level(np.full((40, 40), np.nan, np.float32), np.zeros((40, 40), bool)) == 0.0
+    # an even count: the mean of the two middle values
+    img = np.zeros((64, 16), np.float32)
+    img[0, 0], img[32, 0] = 3.0, 6.0
+    assert _typical_level(img, np.zeros(img.shape, bool)) == 4.0
+
+
+@pytest.mark.parametrize("w", [77, 64, 129])
+def test_kernel_without_mask_reads_equals_masked_path(w):
+    # has_bad=False (an all-False mask promised, never read) and widths that are not a
+    # multiple of the 8-byte flag words give the same candidates as the general path
+    rng = np.random.default_rng(w)
+    img = rng.poisson(3.0, (150, w)).astype(np.float32)
+    img[20:23, w - 3:w] += 90          # a spot on the last columns (padding of the flag words)
+    img[60:62, 0:2] += 90
+    img[100, 5] = np.nan
+    img[110, 7] = -np.inf
+    bad = np.zeros(img.shape, bool)
+    g = np.full(w, 1.0)
+    a = _kernels.dispersion_candidates(img, bad, 3, 3, 6.0, 3.0, 0.0, 2, 3.0, g, 32, True)
+    b = _kernels.dispersion_candidates(img, bad, 3, 3, 6.0, 3.0, 0.0, 2, 3.0, g, 32, False)
+    n = a[5]
+    assert n == b[5] and n >= 8 and a[6] == b[6]
+    for x, y in zip(a[:3], b[:3]):
+        np.testing.assert_array_equal(x[:n], y[:n])
+    np.testing.assert_array_equal(a[4], b[4])
+    strong = np.zeros(img.shape, bool)
+    strong[a[0][:n], a[1][:n]] = True
+    ref = dispersion_reference(img, bad, DispersionParams(), gain=1.0)
+    np.testing.assert_array_equal(strong, ref["strong"])
+    assert strong[20:23, w - 3:w].any()
+    # the public entry point: no mask (fast path) == an explicit all-False mask
+    t0 = find_spots(img, gain=1.0)
+    t1 = find_spots(img, gain=1.0, mask=np.zeros(img.shape, bool))
+    assert len(t0) == len(t1) >= 2
+    for name in t0.records.dtype.names:
+        np.testing.assert_array_equal(t0.records[name], t1.records[name])
+
+
+def test_column_gain_skip_of_sure_fallbacks_changes_nothing():
+    # the kernel's shortcut (no median for columns surely below the cut) against the plain
+    # medians with the same cut applied afterwards
+    from xtalscreen.spots.dispersion import GAIN_MAX_STRIPS, GAIN_STRIP, column_gains
+
+    rng = np.random.default_rng(41)
+    h, w = 300, 120
+    sd = np.where(np.arange(w) % 3 == 0, 9.0, 4.0)
+    img = (30.0 + rng.normal(0.0, 1.0, (h, w)) * sd).astype(np.float32)
+    bad = rng.random(img.shape) < 0.02
+    fb = estimate_gain([(img, bad)])
+    raw = _kernels.column_gain(img, bad, GAIN_STRIP, fb, 4, GAIN_MAX_STRIPS)
+    n_all = h // GAIN_STRIP
+    n = -(-n_all // max(1, n_all // GAIN_MAX_STRIPS))
+    scatter = 1.25 * np.sqrt(2.0 / (GAIN_STRIP - 1)) / np.sqrt(n)
+    want = np.minimum(np.where(raw / fb - 1.0 < 3.0 * scatter, fb, raw), 4 * fb)
+    got = column_gains(img, bad, fb)
+    np.testing.assert_array_equal(got, want)
+    assert (got > fb).sum() >= 30 and (got == fb).sum() >= 60

@@ -61,7 +61,7 @@ def estimate_gain(data, bad, half, step):
 
 
 @njit(cache=True, fastmath=_FM)
-def column_gain(data, bad, strip, fallback, min_strips, max_strips=32):
+def column_gain(data, bad, strip, fallback, min_strips, max_strips=32, below=0.0):
     """Gain of every column: median over vertical strips of ``strip`` pixels (evenly spaced, at
     most about ``max_strips`` of them) of the strip's variance / mean (strips with mean > 0 and
     at least ``strip - 1`` good pixels), corrected for the median of a chi-square
@@ -69,6 +69,8 @@ def column_gain(data, bad, strip, fallback, min_strips, max_strips=32):
     ``min_strips`` such strips get ``fallback``.
 
     Strips are accumulated row by row (contiguous reads), then one median per column.
+    ``below > 0``: a column whose corrected ratios are below ``below`` in more than half of its
+    strips (so its median is too) gets ``fallback`` without computing the median.
     """
     h, w = data.shape
     ns_all = h // strip
@@ -107,6 +109,13 @@ def column_gain(data, bad, strip, fallback, min_strips, max_strips=32):
         if n < min_strips:
             out[i] = fallback
             continue
+        if below > 0.0:
+            n_hi = 0
+            for a in range(n):
+                n_hi += 1 if ratios[i, a] * corr >= below else 0
+            if n_hi < n - n // 2:
+                out[i] = fallback
+                continue
         # median of a few values: insertion sort in a scratch buffer (no allocation per column)
         for a in range(n):
             v = ratios[i, a]
@@ -118,6 +127,31 @@ def column_gain(data, bad, strip, fallback, min_strips, max_strips=32):
         med = buf[n // 2] if n % 2 else 0.5 * (buf[n // 2 - 1] + buf[n // 2])
         out[i] = med * corr
     return out
+
+
+@njit(cache=True)
+def typical_level(data, bad, step_ss, step_fs):
+    """``floor(median)`` of the good, finite pixels on a sparse grid (every ``step_ss``-th row,
+    ``step_fs``-th column); 0 when there is none. The median of an even count is the mean of
+    the two middle values, summed in the data's precision (as ``np.median``)."""
+    h, w = data.shape
+    buf = np.empty(((h + step_ss - 1) // step_ss) * ((w + step_fs - 1) // step_fs),
+                   dtype=data.dtype)
+    n = 0
+    for j in range(0, h, step_ss):
+        for i in range(0, w, step_fs):
+            v = data[j, i]
+            if _good(v, bad[j, i]):
+                buf[n] = v
+                n += 1
+    if n == 0:
+        return 0.0
+    part = np.partition(buf[:n], n // 2)
+    if n % 2:
+        med = np.float64(part[n // 2])
+    else:
+        med = np.float64(part[:n // 2].max() + part[n // 2]) / 2.0
+    return np.floor(med)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +434,7 @@ def _box7(c, t2, t4, out, w):
 
 @njit(cache=True, fastmath=_FM, boundscheck=False, error_model="numpy")
 def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_count, shift,
-                          col_gain, refresh=32):
+                          col_gain, refresh=32, has_bad=True):
     """The DIALS dispersion test (:mod:`xtalscreen.spots.dispersion`) in one pass with O(1)
     work per pixel, and 4-connected labelling of the strong pixels without any image-sized array.
 
@@ -408,22 +442,26 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
     sums: each image row is cleaned once into a ring buffer of ``2·kh + 2`` rows, enters the
     column sums when it comes into the window and is subtracted when it leaves (the sums are
     recomputed from the ring every ``refresh`` rows, so float32 rounding cannot drift; integral
-    data below 2**24 are summed exactly). One unrolled horizontal box sum per quantity and the
-    branch-free test then run over the row. Strong pixels are appended to a raster-ordered
-    candidate list; their provisional labels (union-find) look up the row above through two
-    row buffers that are cleared at the positions they were set, never in full.
+    data below 2**24 are summed exactly). The ring keeps the shifted values (float32; squares are
+    taken again when a row enters or leaves) and a uint8 good-pixel flag; the common row is
+    cleaned and entered into the column sums in one loop, and the count sums are only touched
+    where a row with bad pixels enters or leaves. One unrolled horizontal box sum per quantity
+    and the branch-free test then run over the row. Strong pixels are appended to a
+    raster-ordered candidate list (the row's flags are scanned 8 bytes at a time); their
+    provisional labels (union-find) look up the row above through two row buffers that are
+    cleared at the positions they were set, never in full.
 
     The test is evaluated in float32. ``col_gain`` (float64, W) is the gain of every column
     (the gain of the window's centre column is used). Returns ``(rows, cols, lab, parent,
     row_start, n_strong, n_lab)``: candidate coordinates, provisional label of each candidate,
     the union-find parents, and ``row_start`` (H + 1,): candidates of row ``j`` are
-    ``row_start[j]:row_start[j + 1]``.
+    ``row_start[j]:row_start[j + 1]``. ``has_bad=False`` promises that ``bad`` is all False
+    (it is then never read).
     """
     h, w = data.shape
     nring = 2 * kh + 2
     rv = np.zeros((nring, w), dtype=np.float32)
-    ry = np.zeros((nring, w), dtype=np.float32)
-    rg = np.zeros((nring, w), dtype=np.float32)
+    rg = np.zeros((nring, w), dtype=np.uint8)     # 1 = good pixel
     wp = w + 2 * kw
     cm = np.zeros(wp, dtype=np.float32)
     cx = np.zeros(wp, dtype=np.float32)
@@ -431,7 +469,9 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
     bm = np.empty(w, dtype=np.float32)
     bx = np.empty(w, dtype=np.float32)
     by = np.empty(w, dtype=np.float32)
-    flag = np.zeros(w, dtype=np.uint8)
+    nword = (w + 7) // 8
+    flag = np.zeros(nword * 8, dtype=np.uint8)   # padded: scanned 8 bytes at a time
+    flagw = flag.view(np.uint64)
     gv = np.empty(w, dtype=np.float32)
     nss2v = np.empty(w, dtype=np.float32)
     gnb2v = np.empty(w, dtype=np.float32)
@@ -469,26 +509,74 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
     t4 = np.zeros(wp, dtype=np.float32)
     for jn in range(-kh, h):
         je = jn + kh                 # row entering the window of output row jn
-        if je < h:
+        jl = jn - kh - 1             # row leaving
+        # the usual row (one enters, one leaves, no refresh): clean it and update the column
+        # sums in the same loop (same float32 values and operations as the separate passes)
+        fused = je < h and jl >= 0 and jn % refresh != 0
+        if fused:
+            se = je % nring
+            sl = jl % nring
+            drow = data[je]
+            brow = bad[je]
+            rvs = rv[se]
+            rgs = rg[se]
+            a2 = rv[sl]
+            nb = 0
+            if has_bad:
+                for i in range(w):
+                    v = drow[i]
+                    ok = (not brow[i]) & (v == v) & (abs(v) < _INF)
+                    vv = (v - sh) if ok else zero
+                    rvs[i] = vv
+                    rgs[i] = 1 if ok else 0
+                    nb += 0 if ok else 1
+                    cxo[i] += vv - a2[i]
+                    cyo[i] += vv * vv - a2[i] * a2[i]
+            else:
+                for i in range(w):
+                    v = drow[i]
+                    ok = (v == v) & (abs(v) < _INF)
+                    vv = (v - sh) if ok else zero
+                    rvs[i] = vv
+                    rgs[i] = 1 if ok else 0
+                    nb += 0 if ok else 1
+                    cxo[i] += vv - a2[i]
+                    cyo[i] += vv * vv - a2[i] * a2[i]
+            nbad[se] = nb
+            # the count sums change only where the entering or leaving row has bad pixels
+            # (1 - 1 = 0 exactly otherwise)
+            if nb != 0 or nbad[sl] != 0:
+                c2 = rg[sl]
+                for i in range(w):
+                    cmo[i] += np.float32(rgs[i]) - np.float32(c2[i])
+        elif je < h:
             se = je % nring
             drow = data[je]
             brow = bad[je]
             rvs = rv[se]
-            rys = ry[se]
             rgs = rg[se]
             nb = 0
-            for i in range(w):
-                v = drow[i]
-                ok = (not brow[i]) & (v == v) & (abs(v) < _INF)
-                vv = (v - sh) if ok else zero
-                rvs[i] = vv
-                rys[i] = vv * vv
-                rgs[i] = one if ok else zero
-                nb += 0 if ok else 1
+            if has_bad:
+                for i in range(w):
+                    v = drow[i]
+                    ok = (not brow[i]) & (v == v) & (abs(v) < _INF)
+                    vv = (v - sh) if ok else zero
+                    rvs[i] = vv
+                    rgs[i] = 1 if ok else 0
+                    nb += 0 if ok else 1
+            else:
+                for i in range(w):
+                    v = drow[i]
+                    ok = (v == v) & (abs(v) < _INF)
+                    vv = (v - sh) if ok else zero
+                    rvs[i] = vv
+                    rgs[i] = 1 if ok else 0
+                    nb += 0 if ok else 1
             nbad[se] = nb
         j = jn
-        jl = j - kh - 1              # row leaving
-        if j >= 0 and j % refresh == 0:
+        if fused:
+            pass
+        elif j >= 0 and j % refresh == 0:
             # exact recomputation from the ring: rows max(j-kh, 0) .. min(j+kh, h-1)
             cxo[:] = 0.0
             cyo[:] = 0.0
@@ -496,41 +584,41 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
             for r in range(max(j - kh, 0), min(j + kh, h - 1) + 1):
                 sr = r % nring
                 a = rv[sr]
-                b = ry[sr]
                 c = rg[sr]
                 for i in range(w):
                     cxo[i] += a[i]
-                    cyo[i] += b[i]
-                    cmo[i] += c[i]
+                    cyo[i] += a[i] * a[i]
+                    cmo[i] += np.float32(c[i])
         else:
             if je < h:
                 se = je % nring
                 a = rv[se]
-                b = ry[se]
                 c = rg[se]
                 if jl >= 0:
                     sl = jl % nring
                     a2 = rv[sl]
-                    b2 = ry[sl]
                     c2 = rg[sl]
                     for i in range(w):
                         cxo[i] += a[i] - a2[i]
-                        cyo[i] += b[i] - b2[i]
-                        cmo[i] += c[i] - c2[i]
+                        cyo[i] += a[i] * a[i] - a2[i] * a2[i]
+                    # the count sums change only where the entering or leaving row has bad
+                    # pixels (1 - 1 = 0 exactly otherwise)
+                    if nbad[se] != 0 or nbad[sl] != 0:
+                        for i in range(w):
+                            cmo[i] += np.float32(c[i]) - np.float32(c2[i])
                 else:
                     for i in range(w):
                         cxo[i] += a[i]
-                        cyo[i] += b[i]
-                        cmo[i] += c[i]
+                        cyo[i] += a[i] * a[i]
+                        cmo[i] += np.float32(c[i])
             elif jl >= 0:
                 sl = jl % nring
                 a2 = rv[sl]
-                b2 = ry[sl]
                 c2 = rg[sl]
                 for i in range(w):
                     cxo[i] -= a2[i]
-                    cyo[i] -= b2[i]
-                    cmo[i] -= c2[i]
+                    cyo[i] -= a2[i] * a2[i]
+                    cmo[i] -= np.float32(c2[i])
         if j < 0:
             continue
         row_start[j] = n_strong
@@ -570,7 +658,7 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
             ps = rvc[i]
             b0 = m * ps - xs
             aa = m * by[i] - xs * xs - gv[i] * x * (m - one)
-            ok = ((rgc[i] > zero) & (m >= fmin) & (x >= zero) & (ps + sh > thr)
+            ok = ((rgc[i] != 0) & (m >= fmin) & (x >= zero) & (ps + sh > thr)
                   & (b0 > zero) & (b0 * b0 > nss2v[i] * x * m) & (aa > zero)
                   & (aa * aa > gnb2v[i] * x * x * (m - one)))
             flag[i] = 1 if ok else 0
@@ -584,39 +672,42 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
                 lab_a[cols[k]] = 0
         if nf == 0:
             continue
-        for i in range(w):
-            if flag[i] == 0:
+        for iw in range(nword):
+            if flagw[iw] == 0:
                 continue
-            up = lab_b[i] if j > 0 else 0
-            left = lab_a[i - 1] if i > 0 else 0
-            if up == 0 and left == 0:
-                n_lab += 1
-                if n_lab >= parent.shape[0]:
-                    parent = _grow_i32(parent, n_lab)
-                parent[n_lab] = n_lab
-                lb = n_lab
-            elif up == 0:
-                lb = left
-            elif left == 0:
-                lb = up
-            else:
-                ru = _find(parent, up)
-                rl = _find(parent, left)
-                if ru < rl:
-                    parent[rl] = ru
-                    lb = ru
+            for i in range(8 * iw, min(8 * iw + 8, w)):
+                if flag[i] == 0:
+                    continue
+                up = lab_b[i] if j > 0 else 0
+                left = lab_a[i - 1] if i > 0 else 0
+                if up == 0 and left == 0:
+                    n_lab += 1
+                    if n_lab >= parent.shape[0]:
+                        parent = _grow_i32(parent, n_lab)
+                    parent[n_lab] = n_lab
+                    lb = n_lab
+                elif up == 0:
+                    lb = left
+                elif left == 0:
+                    lb = up
                 else:
-                    parent[ru] = rl
-                    lb = rl
-            lab_a[i] = lb
-            if n_strong >= rows.shape[0]:
-                rows = _grow_i32(rows, n_strong)
-                cols = _grow_i32(cols, n_strong)
-                lab = _grow_i32(lab, n_strong)
-            rows[n_strong] = j
-            cols[n_strong] = i
-            lab[n_strong] = lb
-            n_strong += 1
+                    ru = _find(parent, up)
+                    rl = _find(parent, left)
+                    if ru < rl:
+                        parent[rl] = ru
+                        lb = ru
+                    else:
+                        parent[ru] = rl
+                        lb = rl
+                lab_a[i] = lb
+                if n_strong >= rows.shape[0]:
+                    rows = _grow_i32(rows, n_strong)
+                    cols = _grow_i32(cols, n_strong)
+                    lab = _grow_i32(lab, n_strong)
+                rows[n_strong] = j
+                cols[n_strong] = i
+                lab[n_strong] = lb
+                n_strong += 1
     row_start[h] = n_strong
     return rows, cols, lab, parent, row_start, n_strong, n_lab
 
@@ -625,18 +716,33 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
 def merge_nearby_sparse(rows, cols, lab, parent, row_start, n_strong, reach):
     """Union the spots of candidates within Chebyshev distance ``reach`` (reach 2 bridges a
     one-pixel gap: a masked pixel inside a spot, a diagonal streak), on the candidate list
-    (rows ``j .. j + reach`` found through ``row_start``)."""
+    (rows ``j .. j + reach`` found through ``row_start``). Candidates of a row are in column
+    order, so each row is scanned from a pointer that only moves forward (past columns more
+    than ``reach`` to the left) up to the first column more than ``reach`` to the right.
+    Roots are always the smallest label of their set, so the result does not depend on the
+    order of the unions."""
     h = row_start.shape[0] - 1
+    ptr = np.empty(reach + 1, dtype=np.int64)
+    cur = -1
     for k in range(n_strong):
         j = rows[k]
         i = cols[k]
         a = lab[k]
+        if j != cur:
+            cur = j
+            for t in range(reach + 1):
+                ptr[t] = row_start[min(j + t, h)]
         for y in range(j, min(j + reach, h - 1) + 1):
-            for q in range(row_start[y], row_start[y + 1]):
+            t = y - j
+            end = row_start[y + 1]
+            q0 = ptr[t]
+            while q0 < end and cols[q0] < i - reach:
+                q0 += 1
+            ptr[t] = q0
+            for q in range(q0, end):
+                if cols[q] > i + reach:
+                    break
                 if y == j and q <= k:
-                    continue
-                di = cols[q] - i
-                if di < -reach or di > reach:
                     continue
                 b = lab[q]
                 if b != a:
@@ -650,13 +756,14 @@ def merge_nearby_sparse(rows, cols, lab, parent, row_start, n_strong, reach):
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
 def component_stats_sparse(data, bad, rows, cols, lab, parent, row_start, n_strong, n_lab,
-                           margin, gain):
+                           margin, gain, has_bad=True):
     """Per-spot statistics from the candidate list.
 
     Background of a spot: mean and variance of the good pixels in its bounding box grown by
     ``margin`` pixels that are neither strong nor next to a strong pixel (8-neighbourhood; a
     small local map built from ``row_start``). ``gain`` (float64, W) is the gain of every
-    column (the SNR uses the one at the centroid). Returns arrays (one per spot) n, fs, ss,
+    column (the SNR uses the one at the centroid); ``has_bad=False`` promises an all-False
+    ``bad`` (not read). Returns arrays (one per spot) n, fs, ss,
     intensity (background-subtracted sum), max_pixel, background (per pixel), snr."""
     h, w = data.shape
     comp = np.zeros(n_lab + 1, dtype=np.int32)
@@ -692,6 +799,13 @@ def component_stats_sparse(data, bad, rows, cols, lab, parent, row_start, n_stro
     bg = np.zeros(nc, dtype=np.float64)
     bgvar = np.zeros(nc, dtype=np.float64)
     nbg = np.zeros(nc, dtype=np.int64)
+    # one scratch map for all spots, sized for the largest grown bounding box
+    big = 1
+    for c in range(nc):
+        bh = min(r1[c] + margin, h - 1) - max(r0[c] - margin, 0) + 1
+        bw = min(c1[c] + margin, w - 1) - max(c0[c] - margin, 0) + 1
+        big = max(big, bh * bw)
+    scratch = np.empty(big, dtype=np.uint8)
     for c in range(nc):
         ja = max(r0[c] - margin, 0)
         jb = min(r1[c] + margin, h - 1)
@@ -699,7 +813,8 @@ def component_stats_sparse(data, bad, rows, cols, lab, parent, row_start, n_stro
         ib = min(c1[c] + margin, w - 1)
         bh = jb - ja + 1
         bw = ib - ia + 1
-        near = np.zeros((bh, bw), dtype=np.uint8)
+        near = scratch[:bh * bw].reshape((bh, bw))
+        near[:, :] = 0
         for y in range(max(ja - 1, 0), min(jb + 1, h - 1) + 1):
             for q in range(row_start[y], row_start[y + 1]):
                 x = cols[q]
@@ -719,7 +834,7 @@ def component_stats_sparse(data, bad, rows, cols, lab, parent, row_start, n_stro
         for j in range(ja, jb + 1):
             for i in range(ia, ib + 1):
                 v = data[j, i]
-                if near[j - ja, i - ia] != 0 or not _good(v, bad[j, i]):
+                if near[j - ja, i - ia] != 0 or not _good(v, bad[j, i] if has_bad else False):
                     continue
                 m += 1
                 s += v

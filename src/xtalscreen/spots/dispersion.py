@@ -194,13 +194,16 @@ def column_gains(data: np.ndarray, bad: np.ndarray, fallback: float, *,
     read noise that differs between ASICs and is larger in the edge columns) get a noise scale
     that follows the column, instead of false spots wherever the noise is above the average.
     """
-    g = _kernels.column_gain(data, bad, int(strip), float(fallback), 4, GAIN_MAX_STRIPS)
     # keep the panel gain where a column's estimate is within its own noise of it (the median
     # of n strip ratios scatters by ~1.25·sqrt(2/(strip-1))/sqrt(n)), so Poisson detectors keep
     # one gain per panel and only genuinely different columns get their own
     n_all = data.shape[0] // int(strip)
     n = max(-(-n_all // max(1, n_all // GAIN_MAX_STRIPS)), 1)  # strips used
     scatter = 1.25 * np.sqrt(2.0 / (strip - 1)) / np.sqrt(n)
+    # columns whose median is surely below the cut (a hair under it, so that rounding cannot
+    # matter) keep the fallback without a median being taken: the result is the same
+    below = float(fallback) * (1.0 + 3.0 * scatter) * (1.0 - 1e-9)
+    g = _kernels.column_gain(data, bad, int(strip), float(fallback), 4, GAIN_MAX_STRIPS, below)
     # only raise it: a column may be noisier than its panel (a lower estimate comes from read
     # noise weighing less at a higher background, e.g. on a water ring, and lowering the gain
     # there would call noise strong)
@@ -227,10 +230,11 @@ def panel_gains(panels: list[tuple[np.ndarray, np.ndarray]], params: DispersionP
 
 
 def dispersion_panel(data: np.ndarray, bad: np.ndarray, params: DispersionParams,
-                     gain) -> dict[str, np.ndarray]:
+                     gain, *, mask_empty: bool = False) -> dict[str, np.ndarray]:
     """Run the dispersion finder on one 2-D panel; returns per-spot columns (panel-local).
 
     ``gain`` is a number or a float64 array (W,) with the gain of every column.
+    ``mask_empty=True`` promises that ``bad`` is all False (the kernel then skips reading it).
     """
     k = int(params.kernel_size)
     gcol = np.asarray(gain, dtype=np.float64)
@@ -238,14 +242,15 @@ def dispersion_panel(data: np.ndarray, bad: np.ndarray, params: DispersionParams
         gcol = np.full(data.shape[1], float(gcol))
     rows, cols, lab, parent, row_start, n_strong, n_lab = _kernels.dispersion_candidates(
         data, bad, k, k, float(params.sigma_background), float(params.sigma_strong),
-        float(params.global_threshold), int(params.min_local), _typical_level(data, bad), gcol)
+        float(params.global_threshold), int(params.min_local), _typical_level(data, bad), gcol,
+        32, not mask_empty)
     if n_lab == 0:
         return _empty_cols()
     if params.merge_gap is not None:
         _kernels.merge_nearby_sparse(rows, cols, lab, parent, row_start, n_strong,
                                      int(params.merge_gap) + 1)
     npx, fs, ss, net, mx, bg, snr = _kernels.component_stats_sparse(
-        data, bad, rows, cols, lab, parent, row_start, n_strong, n_lab, k, gcol)
+        data, bad, rows, cols, lab, parent, row_start, n_strong, n_lab, k, gcol, not mask_empty)
     keep = (npx >= params.min_spot_size) & (npx <= params.max_spot_size)
     if params.min_snr > 0:
         keep &= snr >= params.min_snr
@@ -284,14 +289,19 @@ def hot_pixel_spots(data: np.ndarray, bad: np.ndarray, cols: dict[str, np.ndarra
 def _typical_level(data: np.ndarray, bad: np.ndarray) -> float:
     """Median of a sparse pixel sample: the window sums are taken about it (float32 precision
     for frames with a large pedestal)."""
+    if data.dtype == np.float32 or data.dtype == np.float64:
+        return float(_kernels.typical_level(data, bad, 32, 16))
     d = data[::32, ::16]
     v = d[~bad[::32, ::16] & np.isfinite(d)]
     return float(np.floor(np.median(v))) if v.size else 0.0
 
 
-def dispersion_panels(panels: list[tuple[np.ndarray, np.ndarray]], params: DispersionParams
-                      ) -> tuple[list[dict[str, np.ndarray]], dict]:
+def dispersion_panels(panels: list[tuple[np.ndarray, np.ndarray]], params: DispersionParams,
+                      *, mask_empty: bool = False) -> tuple[list[dict[str, np.ndarray]], dict]:
     """Run on every panel with the gains of :func:`panel_gains`.
+
+    ``mask_empty=True`` promises that every panel's ``bad`` is all False (not read by the
+    search pass).
 
     Returns the per-panel column dicts and ``{"gain": g}`` (the median column gain).
     """
@@ -301,7 +311,7 @@ def dispersion_panels(panels: list[tuple[np.ndarray, np.ndarray]], params: Dispe
         if data.shape[0] == 0 or data.shape[1] == 0:
             out.append(_empty_cols())
             continue
-        out.append(dispersion_panel(data, bad, params, g))
+        out.append(dispersion_panel(data, bad, params, g, mask_empty=mask_empty))
     allg = np.concatenate(gains) if gains else np.ones(1)
     return out, {"gain": float(np.median(allg)) if allg.size else 1.0}
 

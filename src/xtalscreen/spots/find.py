@@ -73,7 +73,9 @@ def find_spots(data, *, mask: np.ndarray | None = None, algorithm: str = "disper
     layout = _Layout(frame)
     if algorithm == "dispersion":
         p = _make_params(DispersionParams, params, algorithm)
-        cols, _info = dispersion_panels(layout.panels(), p)
+        # an array given without a mask: the all-False mask need not be read
+        empty = mask is None and not _is_frame(data)
+        cols, _info = dispersion_panels(layout.panels(), p, mask_empty=empty)
     else:
         p = _make_params(Peakfinder8Params, params, algorithm)
         panels = [(d, b, radius_bins(r, p)) for (d, b), r in zip(layout.panels(), layout.radius_maps())]
@@ -103,6 +105,12 @@ def _make_params(cls, params: dict, algorithm: str):
 
 
 # ---------------------------------------------------------------------------------------------
+def _is_frame(data) -> bool:
+    from xtalscreen.io.frame import Frame
+
+    return isinstance(data, Frame)
+
+
 def _as_frame(data, mask):
     from xtalscreen.io.frame import Frame
 
