@@ -159,3 +159,11 @@ class XtalModel(nn.Module):
             raise ParameterError(
                 f"{self.model_name or type(self).__name__} expects input of shape (N, {c}, H, W), "
                 f"got {tuple(x.shape)}")
+
+    def _check_features(self, x: torch.Tensor, name: str) -> None:
+        """Raise if ``x`` is not the feature map this model was built for (``feature_shape``)."""
+        if tuple(x.shape[1:]) != self.feature_shape:
+            raise ParameterError(
+                f"{name} built for img_size {self.default_cfg['input_size'][1:]} gives feature "
+                f"maps {self.feature_shape}, got {tuple(x.shape[1:])}; build it with the input "
+                f"size you feed (create_model('{name}', img_size=...))")

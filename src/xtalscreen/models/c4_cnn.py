@@ -58,11 +58,7 @@ class C4CNN(XtalModel):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.feature_shape:
-            raise ParameterError(
-                f"c4_cnn built for img_size {self.default_cfg['input_size'][1:]} gives feature maps "
-                f"{self.feature_shape}, got {tuple(x.shape[1:])}; build it with "
-                "create_model('c4_cnn', img_size=...)")
+        self._check_features(x, "c4_cnn")
         x = self.head(torch.flatten(x, 1))
         return x if pre_logits else self.classifier(x)
 

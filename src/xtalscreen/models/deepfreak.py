@@ -159,11 +159,7 @@ class DeepFreak(XtalModel):
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.feature_shape:
-            raise ParameterError(
-                f"deepfreak built for img_size {self.default_cfg['input_size'][1:]} gives feature "
-                f"maps {self.feature_shape}, got {tuple(x.shape[1:])}; build it with "
-                "create_model('deepfreak', img_size=...)")
+        self._check_features(x, "deepfreak")
         x = torch.flatten(self.pool2(x), 1)
         return x if pre_logits else self.classifier(x)
 

@@ -71,11 +71,7 @@ class Ke2018(XtalModel):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.feature_shape:
-            raise ParameterError(
-                f"ke2018 built for img_size {self.default_cfg['input_size'][1:]} gives feature maps "
-                f"{self.feature_shape}, got {tuple(x.shape[1:])}; build it with the input size you "
-                "feed (create_model('ke2018', img_size=...))")
+        self._check_features(x, "ke2018")
         x = torch.flatten(x, 1)
         if pre_logits:
             return x

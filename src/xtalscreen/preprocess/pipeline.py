@@ -51,6 +51,17 @@ def _pos_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def _ratio_range(name: str, value) -> tuple[float, float]:
+    """``(low, high)`` with ``0 < low <= high < inf`` as floats, else a ParameterError naming it."""
+    try:
+        r = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        r = ()
+    if len(r) != 2 or not (0 < r[0] <= r[1] < float("inf")):
+        raise ParameterError(f"{name} must be (low, high) with 0 < low <= high, got {value!r}")
+    return r
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a detector frame becomes a network input.
@@ -134,14 +145,7 @@ class PreprocessConfig:
             raise ParameterError(f"bin_reduce must be 'sum' or 'mean', got {self.bin_reduce!r}")
         _pos_int("channels", self.channels)
         _pos_int("max_shift", self.max_shift, minimum=0)
-        try:
-            sr = tuple(float(v) for v in self.scale_range)
-        except (TypeError, ValueError):
-            sr = ()
-        if len(sr) != 2 or not (0 < sr[0] <= sr[1] < float("inf")):
-            raise ParameterError("scale_range must be (low, high) with 0 < low <= high, "
-                                 f"got {self.scale_range!r}")
-        object.__setattr__(self, "scale_range", sr)
+        object.__setattr__(self, "scale_range", _ratio_range("scale_range", self.scale_range))
         object.__setattr__(self, "flips", bool(self.flips))
         object.__setattr__(self, "rot90", bool(self.rot90))
 
@@ -426,14 +430,8 @@ class ImagePreprocessConfig:
         object.__setattr__(self, "channels", int(self.channels))
         object.__setattr__(self, "mean", float(self.mean))
         object.__setattr__(self, "std", check_positive("std", self.std))
-        try:
-            br = tuple(float(v) for v in self.brightness_range)
-        except (TypeError, ValueError):
-            br = ()
-        if len(br) != 2 or not (0 < br[0] <= br[1] < float("inf")):
-            raise ParameterError("brightness_range must be (low, high) with 0 < low <= high, "
-                                 f"got {self.brightness_range!r}")
-        object.__setattr__(self, "brightness_range", br)
+        object.__setattr__(self, "brightness_range",
+                           _ratio_range("brightness_range", self.brightness_range))
         object.__setattr__(self, "flips", bool(self.flips))
         object.__setattr__(self, "rot90", bool(self.rot90))
 

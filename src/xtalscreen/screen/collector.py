@@ -105,20 +105,14 @@ class Collector(Protocol):
 
     def part_dir(self) -> str:
         """Folder for worker part files of the kept frames (created; removed by :meth:`finish`)."""
-        d = self.out / ".hits_parts"
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
-        return str(d)
+        ...
 
     def add_part(self, shape, path, n: int) -> None:
         """A worker wrote ``n`` kept frames of ``shape`` to the part file ``path``.
 
         Call after :meth:`add` of the results of the same work unit, parts in reading order.
         """
-        if self.write_hits:
-            self._output(tuple(shape))
-            self._parts.setdefault(tuple(shape), []).append(str(path))
+        ...
 
     def bad(self, line: str) -> None: ...
 

@@ -158,25 +158,9 @@ def process_frames(frames: Iterable, *, algorithm: str = "dispersion", params: d
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers must be an integer >= 1, got {workers!r}")
 
-    def finish(frame, out):
-        res, err, sec = out
-        r = FrameResult(source=frame.source, index=frame.index, shape=tuple(frame.shape),
-                        format=frame.format, seconds=sec)
-        g = frame.geometry
-        if g is not None and frame.data.ndim == 3:
-            r.panel_slab = tuple(int(p.slab) for p in g.panels)
-        if err is not None:
-            r.error = err
-            return r
-        table = res if isinstance(res, SpotTable) else None
-        r.n_spots = len(table) if table is not None else int(res)
-        r.spots = table
-        r.decision = rule.decide(r.n_spots)
-        return r
-
     if workers == 1:
         for frame in frames:
-            yield finish(frame, _work(frame, algorithm, params, filters, keep_spots))
+            yield _result_of(frame, _work(frame, algorithm, params, filters, keep_spots), rule)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
@@ -185,10 +169,10 @@ def process_frames(frames: Iterable, *, algorithm: str = "dispersion", params: d
             pending.append((frame, pool.submit(_work, light, algorithm, params, filters, keep_spots)))
             while len(pending) >= 2 * workers:
                 f, fut = pending.popleft()
-                yield finish(f, fut.result())
+                yield _result_of(f, fut.result(), rule)
         while pending:
             f, fut = pending.popleft()
-            yield finish(f, fut.result())
+            yield _result_of(f, fut.result(), rule)
 
 
 # ---------------------------------------------------------------------------------------------
