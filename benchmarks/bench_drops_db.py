@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from xtalscreen.drops.db import (connect, init_db, pending_inspections, scheme_c
 from xtalscreen.drops.importer import CSV_COLUMNS, import_source, parse_time  # noqa: E402
 from xtalscreen.drops.render import render_drop  # noqa: E402
 
-PG_URL = os.environ.get("XTALSCREEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from _dbtargets import backends  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def _rows(n: int) -> list[dict]:
@@ -99,33 +98,6 @@ def _score_half(engine) -> None:
             for i in half])
 
 
-def _backends(tmp: str):
-    yield "SQLite", lambda tag: f"sqlite:///{tmp}/{tag}.sqlite", None
-    admin = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql("SELECT 1")
-    except (sa.exc.DBAPIError, OSError) as exc:
-        print(f"(PostgreSQL rows left out: {str(exc).splitlines()[0]})", file=sys.stderr)
-        return
-    schemas = []
-
-    def url(tag):
-        name = f"xts_bench_{tag}_{secrets.token_hex(3)}"
-        with admin.begin() as c:
-            c.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        schemas.append(name)
-        return f"{PG_URL}?options=-csearch_path%3D{name}"
-
-    try:
-        yield "PostgreSQL", url, admin
-    finally:
-        with admin.begin() as c:
-            for name in schemas:
-                c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        admin.dispose()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=4800, help="images to import (96 per plate)")
@@ -139,7 +111,7 @@ def main(argv=None) -> int:
             w = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
             w.writeheader()
             w.writerows(rows)
-        for backend, make_url, _admin in _backends(tmp):
+        for backend, make_url in backends(tmp, "xts_bench"):
             naive = connect(make_url("naive"))
             init_db(naive)
             t = time.perf_counter()

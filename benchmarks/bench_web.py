@@ -42,7 +42,7 @@ import sqlalchemy as sa  # noqa: E402
 from xtalscreen.drops.db import connect, init_db, scheme_classes, session_scope  # noqa: E402
 from xtalscreen.drops.schemes import MARCO_CLASSES  # noqa: E402
 
-PG_URL = os.environ.get("XTALSCREEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from _dbtargets import backends  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 PASSWORD = "bench-password-1"
 T0 = dt.datetime(2026, 1, 1, 8, 0, 0)
 
@@ -159,32 +159,6 @@ def _p95(xs):
     return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
 
 
-def _backends(tmp: str):
-    yield "SQLite", lambda tag: f"sqlite:///{tmp}/{tag}.sqlite"
-    admin = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql("SELECT 1")
-    except (sa.exc.DBAPIError, OSError) as exc:
-        print(f"(PostgreSQL rows left out: {str(exc).splitlines()[0]})", file=sys.stderr)
-        return
-    schemas = []
-
-    def url(tag):
-        name = f"xts_benchweb_{tag}_{secrets.token_hex(3)}"
-        with admin.begin() as c:
-            c.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        schemas.append(name)
-        return f"{PG_URL}?options=-csearch_path%3D{name}"
-
-    try:
-        yield "PostgreSQL", url
-    finally:
-        with admin.begin() as c:
-            for name in schemas:
-                c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        admin.dispose()
-
 
 def _thumbs(tmp: str) -> tuple[float, float]:
     """(ms per first thumbnail, ms per cached thumbnail) for 96 512-px JPEG drops."""
@@ -226,7 +200,7 @@ def main(argv=None) -> int:
     rng = random.Random(1)
     table = []
     with tempfile.TemporaryDirectory() as tmp:
-        for backend, make_url in _backends(tmp):
+        for backend, make_url in backends(tmp, "xts_benchweb"):
             if args.sqlite_only and backend != "SQLite":
                 break
             results = {}
