@@ -9,15 +9,19 @@ Steps
    (the ``pilatus6m`` preset cut to a Pilatus 2M: 3 x 8 modules, 1475 x 1679 px), frames
    ``i % 3`` of each, DiffraNet classes in equal numbers (Ke labels derived from them), split
    70 / 15 / 15 % train / val / test.
-2. **reduce** every frame once to what training needs: assemble (multi-panel), bin 2 x 2 (sum,
-   masked pixels left out), and cut a (crop + 2 * max_shift)^2 window around the beam. Cropping
-   the random-shift window out of this reduced frame is *exactly* what the shipped preprocessing
-   (``bin=2``, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead of
-   2.3 Mpx per item.
+2. **reduce** every frame once to what training needs: assemble (multi-panel), bin (``--bin
+   auto``: the smallest factor that fits the whole detector into the ``img_size`` input -- 2 for
+   the 512 px DiffraNet CCD, 7 for the CSPAD and the Pilatus 2M at 256 px; ``--bin-reduce
+   max``: keep each block's brightest pixel, so a one-pixel spot survives the binning; masked
+   pixels left out), and cut a (crop + 2 * max_shift)^2 window around the beam. Cropping the
+   random-shift window out of this reduced frame is *exactly* what the shipped preprocessing
+   (same binning, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead
+   of 2.3 Mpx per item. (Session 1 used a fixed 2 x 2 sum: a 256 px crop then showed only the
+   inner 512 x 512 raw pixels, where a weak Pilatus hit had 0-4 of its 10-22 visible spots.)
 3. **train** ``ke2018`` (widths 8-64) at ``img_size`` (natural class mix -- class-balanced
    batches, ``--balance``, trained worse here --, AdamW, exponential LR decay 0.002 -> 0.0001,
    augmentation, early stopping on the validation split) with :func:`xtalscreen.train.train`.
-4. **ship**: the best checkpoint is re-saved with the raw-frame preprocessing (``bin=2``) into
+4. **ship**: the best checkpoint is re-saved with the raw-frame preprocessing (the binning) into
    ``src/xtalscreen/models/weights/default_ke.pt``; the *test* split is then screened end to end
    on the **raw** simulated frames with the shipped file (never used for tuning) and the
    per-preset sensitivity / specificity of Hit+Maybe vs Miss go into the JSON card
@@ -45,26 +49,46 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "xtalscreen" / "models" / "weights"
 
 
+#: Share of training frames with an ice layer (ice rings), so the model learns that powder rings
+#: are not a hit; the presets themselves have none.
+ICE_PROB = 0.25
+
+
+def training_configs() -> dict:
+    """The detector presets of the training mix, each with ice in ``ICE_PROB`` of its frames."""
+    from xtalscreen.screen.demo import pilatus2m_config
+    from xtalscreen.simulate import get_preset
+
+    cfgs = {"diffranet": get_preset("diffranet"), "cspad": get_preset("cspad"), "pilatus2m": pilatus2m_config()}
+    for c in cfgs.values():
+        c.background.ice_prob = ICE_PROB
+    return cfgs
+
+
 def simulate(raw: Path, n: int, seed: int, workers: int):
-    from xtalscreen.screen.demo import pilatus2m_config as pilatus2m
     from xtalscreen.simulate import simulate_dataset
 
-    return simulate_dataset(raw, presets=("diffranet", "cspad", "pilatus2m"), n=n, seed=seed,
-                            workers=workers, split=(70, 15, 15), spots="none",
-                            configs={"pilatus2m": pilatus2m()}, progress=False)
+    cfgs = training_configs()
+    return simulate_dataset(raw, presets=tuple(cfgs), n=n, seed=seed, workers=workers,
+                            split=(70, 15, 15), spots="none", configs=cfgs, progress=False)
 
 
-def reduce(raw: Path, red: Path, *, bin_: int, window: int) -> None:
-    """Assemble + bin + cut a ``window``^2 beam-centred patch of every frame (step 2)."""
+def reduce(raw: Path, red: Path, *, shipped, window: int) -> None:
+    """Assemble + bin + cut a ``window``^2 beam-centred patch of every frame (step 2).
+
+    ``shipped`` is the raw-frame :class:`PreprocessConfig` the model ships with; its binning
+    (factor from :meth:`~PreprocessConfig.bin_for` on the assembled image, ``bin_reduce``) is
+    applied here, so cropping the final window out of the reduced frame is what the shipped
+    preprocessing does on the raw frame."""
     from xtalscreen.io.frame import Frame
     from xtalscreen.io.writers import write_hdf5_run
-    from xtalscreen.preprocess import PreprocessConfig, bin_image, center_crop, crop_origin
+    from xtalscreen.preprocess import bin_image, center_crop, crop_origin
     from xtalscreen.train import FrameDataset, load_labels
 
     if (red / "labels.csv").is_file():
         return
     data = load_labels(raw, target="ke")
-    cfg = PreprocessConfig(bin=bin_, crop=(window, window), contrast="none")
+    cfg = shipped.replace(crop=(window, window), contrast="none")
     ds = FrameDataset(data, cfg)
     rows, by_preset = [], {}
     for i in range(len(data)):
@@ -78,7 +102,8 @@ def reduce(raw: Path, red: Path, *, bin_: int, window: int) -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     c = cfg._frame_center(f, img.shape)
-                b, bm = bin_image(img, bin_, mask=mask)
+                bin_ = shipped.bin_for(img.shape)
+                b, bm = bin_image(img, bin_, mask=mask, reduce=shipped.bin_reduce)
                 cb = (c[0] / bin_, c[1] / bin_)
                 r0, c0 = crop_origin(cb, window)
                 crop, cm = center_crop(b, window, center=cb, mask=bm)
@@ -130,8 +155,9 @@ def write_report(card: dict, path: Path) -> None:
         "# The shipped default model (`xtalscreen screen --model default`)", "",
         f"`{card['model']}` at {card['img_size']} x {card['img_size']} px input "
         f"({card['parameters']:,} parameters, file `src/xtalscreen/models/weights/{card['file']}`), "
-        "target Hit / Maybe / Miss. Preprocessing: 2 x 2 binning, beam-centred crop, LCN "
-        f"(window {card['preprocess']['lcn_window']}).", "",
+        f"target Hit / Maybe / Miss. Preprocessing: binning {card['preprocess']['bin']} "
+        f"({card['preprocess']['bin_reduce']}; 'auto' fits the whole assembled detector into the input), "
+        f"beam-centred crop, LCN (window {card['preprocess']['lcn_window']}).", "",
         f"Training data: {card['training_data']['frames']} simulated frames, "
         f"{', '.join(card['training_data']['presets'])} in equal numbers, DiffraNet classes in equal "
         f"numbers (Ke labels derived), split {card['training_data']['split_percent']} % "
@@ -166,6 +192,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sim-workers", type=int, default=2)
     ap.add_argument("--img-size", type=int, default=256)
     ap.add_argument("--max-shift", type=int, default=32)
+    ap.add_argument("--bin", default="auto",
+                    help="binning factor of the raw frames, or 'auto' (fit the detector into the input)")
+    ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
     ap.add_argument("--epochs", type=int, default=45)
     ap.add_argument("--batches-per-epoch", type=int, default=40)
     ap.add_argument("--lr", type=float, default=0.002)
@@ -189,12 +218,18 @@ def main(argv=None) -> int:
     simulate(work / "raw", args.frames, args.seed, args.sim_workers)
     t_sim = time.perf_counter() - t0
     print(f"simulated in {t_sim:.0f} s", flush=True)
+    from xtalscreen.preprocess import PreprocessConfig
+
     window = args.img_size + 2 * args.max_shift
-    reduce(work / "raw", work / "reduced", bin_=2, window=window)
+    bin_arg = args.bin if args.bin == "auto" else int(args.bin)
+    shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
+                               lcn_window=9, max_shift=args.max_shift)
+    reduced = work / f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
+    reduce(work / "raw", reduced, shipped=shipped, window=window)
     t_red = time.perf_counter() - t0 - t_sim
     print(f"reduced in {t_red:.0f} s", flush=True)
 
-    data = load_labels(work / "reduced", target="ke")
+    data = load_labels(reduced, target="ke")
     widths = [int(v) for v in args.widths.split(",")]
     cfg = TrainConfig(model="ke2018", img_size=args.img_size, target="ke", epochs=args.epochs,
                       model_kwargs={"widths": widths}, optimizer=args.optimizer,
@@ -203,14 +238,14 @@ def main(argv=None) -> int:
                       preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
                       patience=args.patience, seed=args.seed, device="cpu")
     t1 = time.perf_counter()
-    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
+    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
                 progress=False)
     t_train = time.perf_counter() - t1
     print(f"trained in {t_train:.0f} s, best {res.best}", flush=True)
 
-    # ship: same weights, raw-frame preprocessing (bin=2 before the identical crop)
+    # ship: same weights, raw-frame preprocessing (the binning before the identical crop)
     model, pp, meta = load_model(res.best_path)
-    shipped_pp = pp.replace(bin=2)
+    shipped_pp = pp.replace(bin=shipped.bin, bin_reduce=shipped.bin_reduce)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ship = out / "default_ke.pt"

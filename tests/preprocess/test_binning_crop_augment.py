@@ -46,7 +46,7 @@ def test_binning_bad_inputs():
     with pytest.raises(ParameterError, match="mask shape"):
         bin_image(np.ones((4, 4)), 2, mask=np.zeros((2, 2), bool))
     with pytest.raises(ParameterError, match="reduce"):
-        bin_image(np.ones((4, 4)), 2, reduce="max")
+        bin_image(np.ones((4, 4)), 2, reduce="median")
 
 
 # ------------------------------------------------------------------ crop
@@ -121,3 +121,25 @@ def test_augment_bad_arguments():
         sample_augmentation(0, scale_range=(2.0, 1.0))
     with pytest.raises(ParameterError, match="scale"):
         scale_intensity(np.ones(3), 0.0)
+
+
+def test_binning_max_keeps_the_brightest_valid_pixel():
+    img = np.arange(36, dtype=np.float32).reshape(6, 6)
+    img[1, 1] = 100.0
+    mask = np.zeros((6, 6), bool)
+    mask[5, 5] = True  # the largest value of the last block is masked
+    img[4, 4] = np.nan  # non-finite counts as masked
+    b, m = bin_image(img, 3, mask=mask, reduce="max")
+    assert b.tolist() == [[100.0, 17.0], [32.0, 34.0]]
+    assert not m.any()
+    full = np.ones((6, 6), bool)
+    b, m = bin_image(img, 3, mask=full, reduce="max")
+    assert m.all() and (b == 0).all()
+
+
+def test_binning_max_equals_numpy_block_max():
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(20, 15)).astype(np.float32)
+    b, _ = bin_image(img, 4, reduce="max")
+    want = img[:20, :12].reshape(5, 4, 3, 4).max(axis=(1, 3))
+    np.testing.assert_array_equal(b, want)

@@ -111,7 +111,7 @@ def test_presets():
     (dict(lcn_eps=-1), "lcn_eps"), (dict(center="peak"), "center"), (dict(channels=0), "channels"),
     (dict(max_shift=-1), "max_shift"), (dict(scale_range=(0, 1)), "scale_range"),
     (dict(scale_range=1.0), "scale_range"),
-    (dict(bin_reduce="max"), "bin_reduce"),
+    (dict(bin_reduce="median"), "bin_reduce"), (dict(bin="fit"), "bin"), (dict(bin=2.5), "bin"),
 ])
 def test_bad_settings_name_the_argument(kwargs, word):
     with pytest.raises(ParameterError, match=word):
@@ -178,3 +178,20 @@ def test_apply_batch_same_result_for_any_worker_count():
     assert cfg.apply_batch([]).shape == (0, 1, 32, 32)
     with pytest.raises(ParameterError, match="workers"):
         cfg.apply_batch(frames, workers=0)
+
+
+def test_auto_bin_fits_the_detector_into_the_crop():
+    cfg = PreprocessConfig(bin="auto", crop=(256, 256), contrast="none", bin_reduce="max")
+    assert cfg.bin_for((512, 512)) == 2
+    assert cfg.bin_for((1670, 1670)) == 7
+    assert cfg.bin_for((100, 3000)) == 12
+    assert cfg.bin_for((200, 100)) == 1
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    # a spot at the detector corner survives: the whole detector is inside the crop
+    img = np.zeros((1000, 1200), np.float32)
+    img[5, 1190] = 50.0
+    out = cfg.apply_array(img, center=(600.0, 500.0))
+    assert out.shape == (1, 256, 256)
+    assert out.max() == 50.0
+    fixed = PreprocessConfig(bin=2, crop=(256, 256), contrast="none").apply_array(img, center=(600.0, 500.0))
+    assert fixed.max() == 0.0  # a fixed 2 x 2 bin with a beam-centred crop misses it

@@ -14,7 +14,8 @@ from xtalscreen.screen.prepare import FastPreprocess
                                           ((150, 300), (-40.0, 75.0)), ((64, 64), (32.0, 32.0))])
 @pytest.mark.parametrize("cfg", [PreprocessConfig(bin=2, crop=(64, 64)),
                                  PreprocessConfig(bin=3, crop=(40, 50), contrast="linear"),
-                                 PreprocessConfig(bin=1, crop=(33, 33), bin_reduce="mean", channels=3)])
+                                 PreprocessConfig(bin=1, crop=(33, 33), bin_reduce="mean", channels=3),
+                                 PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="max")])
 def test_monolithic_equals_reference(shape, center, cfg):
     rng = np.random.default_rng(1)
     data = rng.poisson(5.0, shape).astype(np.float32)
@@ -36,11 +37,14 @@ def test_multipanel_cspad_equals_reference():
     rng = np.random.default_rng(2)
     data = rng.poisson(3.0, shape).astype(np.float32)
     mask = rng.random(shape) < 0.01
+    for cfg in (PreprocessConfig(bin=2, crop=(96, 96)), PreprocessConfig(bin="auto", crop=(128, 128)),
+                PreprocessConfig(bin="auto", crop=(100, 120), bin_reduce="max"),
+                PreprocessConfig(bin=3, crop=(64, 64), bin_reduce="mean", contrast="none")):
+        fp = FastPreprocess(cfg)
+        for bc in (None, (700.3, 910.8)):  # the geometry's beam centre, then an explicit one
+            f = Frame(data, mask=mask, geometry=geom, beam_center=bc)
+            np.testing.assert_allclose(fp(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5)
     cfg = PreprocessConfig(bin=2, crop=(96, 96))
-    fp = FastPreprocess(cfg)
-    for bc in (None, (700.3, 910.8)):  # the geometry's beam centre, then an explicit one
-        f = Frame(data, mask=mask, geometry=geom, beam_center=bc)
-        np.testing.assert_allclose(fp(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5)
     # sums are conserved: a constant image stays constant (LCN off) in fully covered pixels
     flat = Frame(np.ones(shape, np.float32), geometry=geom)
     x = FastPreprocess(cfg.replace(contrast="none"))(flat).x[0]

@@ -27,6 +27,7 @@ with flips, quarter turns and brightness as augmentation.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ import numpy as np
 
 from xtalscreen.errors import ParameterError, check_positive
 from xtalscreen.preprocess.augment import IDENTITY, flip_rotate, sample_augmentation, scale_intensity
-from xtalscreen.preprocess.binning import bin_image
+from xtalscreen.preprocess.binning import BIN_REDUCE, bin_image
 from xtalscreen.preprocess.contrast import CONTRASTS, apply_contrast
 from xtalscreen.preprocess.crop import center_crop
 
@@ -68,8 +69,13 @@ class PreprocessConfig:
 
     Parameters
     ----------
-    bin : int
-        Binning factor (1 = none; paper 001 uses 2).
+    bin : int or "auto"
+        Binning factor (1 = none; paper 001 uses 2). ``"auto"`` picks, per detector, the
+        smallest factor that fits the whole (assembled) image into ``crop``:
+        ``ceil(max(H / crop_h, W / crop_w))`` (see :meth:`bin_for`), so one model sees the full
+        detector of a 512 x 512 CCD (factor 2 at a 256 crop) and of a 2.3 Mpx CSPAD (factor 7)
+        alike. Paper 001's fixed factor with a beam-centred crop shows only the inner part of
+        a large detector, where a weak hit may have none of its spots.
     crop : (int, int)
         Output (height, width) in pixels *after* binning.
     center : {"beam", "image"}
@@ -84,8 +90,9 @@ class PreprocessConfig:
     linear_percentile : float
         Linear contrast: percentile of the valid pixels mapped to 1 (100 = plain min-max
         rescaling to [0, 1], as paper 002 does).
-    bin_reduce : {"sum", "mean"}
-        Binning sums counts (default) or averages them.
+    bin_reduce : {"sum", "mean", "max"}
+        Binning sums counts (default), averages them, or keeps each block's brightest pixel
+        (``"max"``: max-pooling, which keeps a one-pixel spot's peak through strong binning).
     channels : int
         Number of identical output channels (1 for grey models; 3 for RGB-pretrained ones).
     max_shift : int
@@ -107,7 +114,7 @@ class PreprocessConfig:
     True
     """
 
-    bin: int = 2
+    bin: int | str = 2
     crop: tuple[int, int] = (720, 720)
     center: str = "beam"
     contrast: str = "lcn"
@@ -122,7 +129,10 @@ class PreprocessConfig:
     scale_range: tuple[float, float] = (0.8, 1.25)
 
     def __post_init__(self) -> None:
-        _pos_int("bin", self.bin)
+        if self.bin != "auto":
+            if isinstance(self.bin, str):
+                raise ParameterError(f"bin must be an integer >= 1 or 'auto', got {self.bin!r}")
+            object.__setattr__(self, "bin", _pos_int("bin", self.bin))
         crop = self.crop
         if np.isscalar(crop):
             crop = (crop, crop)
@@ -141,8 +151,8 @@ class PreprocessConfig:
         if lp > 100:
             raise ParameterError(f"linear_percentile must be in (0, 100], got {self.linear_percentile!r}")
         object.__setattr__(self, "linear_percentile", lp)
-        if self.bin_reduce not in ("sum", "mean"):
-            raise ParameterError(f"bin_reduce must be 'sum' or 'mean', got {self.bin_reduce!r}")
+        if self.bin_reduce not in BIN_REDUCE:
+            raise ParameterError(f"bin_reduce must be one of {', '.join(BIN_REDUCE)}, got {self.bin_reduce!r}")
         _pos_int("channels", self.channels)
         _pos_int("max_shift", self.max_shift, minimum=0)
         object.__setattr__(self, "scale_range", _ratio_range("scale_range", self.scale_range))
@@ -165,6 +175,24 @@ class PreprocessConfig:
         """Paper 002: 512 x 512 images (DiffraNet size), intensities rescaled to [0, 1]."""
         return cls(**{"bin": 1, "crop": (512, 512), "contrast": "linear",
                       "linear_percentile": 100.0, **changes})
+
+    def bin_for(self, image_shape) -> int:
+        """Binning factor used for an (assembled) image of ``image_shape`` = (H, W) pixels.
+
+        The fixed ``bin``, or with ``bin="auto"`` the smallest factor that fits the image into
+        the crop, ``ceil(max(H / crop_h, W / crop_w))`` (at least 1).
+
+        Examples
+        --------
+        >>> PreprocessConfig(bin="auto", crop=(256, 256)).bin_for((1670, 1670))
+        7
+        >>> PreprocessConfig(bin=2).bin_for((1670, 1670))
+        2
+        """
+        if self.bin != "auto":
+            return int(self.bin)
+        h, w = (int(v) for v in image_shape[-2:])
+        return max(1, math.ceil(max(h / self.crop[0], w / self.crop[1])))
 
     # ------------------------------------------------------------------ (de)serialisation
     @property
@@ -287,8 +315,9 @@ class PreprocessConfig:
                                  "multi-panel data first (Frame.assembled())")
         if center is None:
             center = (img.shape[1] / 2.0, img.shape[0] / 2.0)
-        binned, bmask = bin_image(img, self.bin, mask=mask, reduce=self.bin_reduce)
-        c = (float(center[0]) / self.bin, float(center[1]) / self.bin)
+        b = self.bin_for(img.shape)
+        binned, bmask = bin_image(img, b, mask=mask, reduce=self.bin_reduce)
+        c = (float(center[0]) / b, float(center[1]) / b)
         aug = IDENTITY
         if augment:
             aug = sample_augmentation(rng, max_shift=self.max_shift, flips=self.flips,

@@ -3,12 +3,15 @@
 :meth:`xtalscreen.preprocess.PreprocessConfig.apply` assembles the whole detector, bins the whole
 image and then keeps a ``crop``-sized window. For screening only the window matters, so
 :class:`FastPreprocess` precomputes, per detector layout and crop position, which raw pixels land
-in which binned crop pixel, and sums just those (``np.bincount``), with the same rules:
+in which binned crop pixel, and reduces just those (one compiled pass over the pixels in
+source order), with the same rules:
 
 - assembly: nearest assembled pixel, the last panel wins where two pixels meet (as
   :meth:`~xtalscreen.io.geometry.DetectorGeometry.assemble`);
-- binning: masked and non-finite pixels left out, a block's sum scaled by ``bin**2 / n_valid``
-  (``bin_reduce="sum"``) or averaged (``"mean"``), an empty block masked (as
+- binning: the factor from :meth:`~xtalscreen.preprocess.PreprocessConfig.bin_for` (fixed, or
+  ``"auto"``: fit the assembled detector into the crop); masked and non-finite pixels left out,
+  a block's sum scaled by ``bin**2 / n_valid`` (``bin_reduce="sum"``), averaged (``"mean"``) or
+  its maximum kept (``"max"``), an empty block masked (as
   :func:`~xtalscreen.preprocess.bin_image`); binned image ``H // bin x W // bin``;
 - crop: :func:`~xtalscreen.preprocess.crop_origin` around the beam, outside pixels masked;
 - contrast and channels: :func:`~xtalscreen.preprocess.apply_contrast` as configured.
@@ -24,6 +27,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from xtalscreen.preprocess import PreprocessConfig, apply_contrast, bin_image, crop_origin
@@ -35,6 +39,57 @@ def _fingerprint(geom) -> tuple:
     """What decides the assembly of a geometry (a new object per file must hit the cache)."""
     return tuple((p.min_fs, p.max_fs, p.min_ss, p.max_ss, p.corner_x, p.corner_y, tuple(p.fs),
                   tuple(p.ss), p.res, p.slab) for p in geom.panels)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_reduce(data, mask, has_mask, starts, lens, tgt, n_out, scale, mode):
+    """Reduce runs of raw pixels into binned crop pixels; mode 0 sum, 1 mean, 2 max.
+
+    Run ``k`` is the ``lens[k]`` consecutive raw pixels from ``starts[k]`` (flat index), all of
+    them in output pixel ``tgt[k]``. Non-finite and masked pixels are left out. Returns
+    (values, empty) of length ``n_out``."""
+    acc = np.zeros(n_out, np.float64)
+    cnt = np.zeros(n_out, np.int32)
+    for k in range(starts.shape[0]):
+        t = tgt[k]
+        a = acc[t]
+        c = cnt[t]
+        i0 = starts[k]
+        for i in range(i0, i0 + lens[k]):
+            v = data[i]
+            if not np.isfinite(v) or (has_mask and mask[i]):
+                continue
+            if mode == 2:
+                if c == 0 or v > a:
+                    a = v
+            else:
+                a += v
+            c += 1
+        acc[t] = a
+        cnt[t] = c
+    out = np.zeros(n_out, np.float32)
+    empty = np.empty(n_out, np.bool_)
+    for t in range(n_out):
+        empty[t] = cnt[t] == 0
+        if cnt[t] > 0:
+            out[t] = acc[t] if mode == 2 else acc[t] / cnt[t] * scale
+    return out, empty
+
+
+def _runs(src: np.ndarray, tgt: np.ndarray):
+    """(starts, lengths, targets) of the runs of consecutive ``src`` pixels with one target."""
+    order = np.argsort(src, kind="stable")  # read the frame in memory order
+    s, t = src[order], tgt[order]
+    if len(s) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    brk = np.ones(len(s), bool)
+    brk[1:] = (s[1:] != s[:-1] + 1) | (t[1:] != t[:-1])
+    first = np.flatnonzero(brk)
+    lens = np.diff(np.append(first, len(s))).astype(np.int32)
+    return s[first].astype(np.int64), lens, t[first].astype(np.int32)
+
+
+_MODES = {"sum": 0, "mean": 1, "max": 2}
 
 
 @dataclass
@@ -92,9 +147,8 @@ class FastPreprocess:
             self._maps.move_to_end(key)
         return hit
 
-    def _layout(self, geom, shape):
-        """Assembly of one detector layout, binned: (src, binned row, binned col, (H, W), beam)."""
-        b = self.config.bin
+    def _assembly(self, geom, shape):
+        """Assembly of one detector layout: (src, row, col, (H, W), beam), unbinned."""
 
         def make():
             src, dst, (H, W), bc = geom._assembly_index(shape)
@@ -105,11 +159,22 @@ class FastPreprocess:
             keep = owner[dst] == n
             src, dst = src[keep], dst[keep]
             row, col = np.divmod(dst, W)
+            return src, row, col, (H, W), bc
+
+        return self._cached(("assembly", _fingerprint(geom), shape), make)
+
+    def _layout(self, geom, shape):
+        """The assembly binned: (src, binned row, binned col, (H, W), beam, bin factor)."""
+        asm = self._assembly(geom, shape)
+        b = self.config.bin_for(asm[3])
+
+        def make():
+            src, row, col, (H, W), bc = asm
             hb, wb = H // b, W // b
             rb, cb = row // b, col // b
             inside = (rb < hb) & (cb < wb)
             return (src[inside].astype(np.intp), rb[inside].astype(np.int32),
-                    cb[inside].astype(np.int32), (H, W), bc)
+                    cb[inside].astype(np.int32), (H, W), bc, b)
 
         return self._cached(("layout", _fingerprint(geom), shape, b), make)
 
@@ -121,40 +186,34 @@ class FastPreprocess:
             r = rb - origin[0]
             c = cb - origin[1]
             sel = (r >= 0) & (r < ch) & (c >= 0) & (c < cw)
-            return src[sel], (r[sel].astype(np.intp) * cw + c[sel])
+            return _runs(src[sel], r[sel].astype(np.intp) * cw + c[sel])
 
         return self._cached(("crop", layout_key, origin, ch, cw), make)
 
     def _binned_crop_geometry(self, frame):
         cfg = self.config
-        b = cfg.bin
         ch, cw = cfg.crop
         geom = frame.geometry
         shape = tuple(frame.data.shape)
         layout = self._layout(geom, shape)
-        (H, W), bc = layout[3], layout[4]
+        (H, W), bc, b = layout[3], layout[4], layout[5]
         center, flag = self._center(frame, (H, W), bc)
         origin = crop_origin((center[0] / b, center[1] / b), cfg.crop)
-        src, tgt = self._crop_map((_fingerprint(geom), shape, b), layout, origin)
-        vals = frame.data.reshape(-1)[src]
-        ok = np.isfinite(vals)
-        if frame.mask is not None:
-            ok &= ~frame.mask.reshape(-1)[src]
-        t = tgt[ok]
-        sums = np.bincount(t, weights=vals[ok], minlength=ch * cw)
-        counts = np.bincount(t, minlength=ch * cw)
-        empty = counts == 0
+        starts, lens, tgt = self._crop_map((_fingerprint(geom), shape, b), layout, origin)
+        data = np.ascontiguousarray(frame.data).reshape(-1)
+        has_mask = frame.mask is not None
+        mask = np.ascontiguousarray(frame.mask).reshape(-1) if has_mask else np.zeros(1, bool)
         scale = float(b * b) if cfg.bin_reduce == "sum" else 1.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(empty, 0.0, sums / np.maximum(counts, 1) * scale)
-        return out.astype(np.float32).reshape(ch, cw), empty.reshape(ch, cw), flag
+        out, empty = _gather_reduce(data, mask, has_mask, starts, lens, tgt, ch * cw, scale,
+                                    _MODES[cfg.bin_reduce])
+        return out.reshape(ch, cw), empty.reshape(ch, cw), flag
 
     def _binned_crop_2d(self, frame):
         cfg = self.config
-        b = cfg.bin
         ch, cw = cfg.crop
         data = frame.data
         H, W = data.shape
+        b = cfg.bin_for((H, W))
         center, flag = self._center(frame, (H, W))
         r0, c0 = crop_origin((center[0] / b, center[1] / b), cfg.crop)
         hb, wb = H // b, W // b

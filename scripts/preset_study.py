@@ -1,0 +1,153 @@
+"""Train on some detector presets, test on others: DiffraNet 5-class and cross-preset figures.
+
+Reuses the simulated and reduced data of ``scripts/train_default_model.py`` (same ``--work``
+folder; run that first, or this script runs its simulate and reduce steps itself with the same
+arguments), trains ``ke2018`` on the *train* split of ``--train-presets`` and reports, on the
+*test* split (never used for model selection) of each of ``--test-presets``:
+
+- ``--target diffranet``: 5-class accuracy, the confusion matrix, and blank/no-crystal vs
+  diffraction (weak+good+strong) accuracy -- paper 002's two DeepFreak figures (98.51 %,
+  99.83 %);
+- ``--target ke``: 3-class accuracy and Hit+Maybe vs Miss sensitivity / specificity -- paper
+  001's cross-dataset tables (a preset in ``--test-presets`` but not in ``--train-presets`` is a
+  held-out detector).
+
+Writes ``OUT.json`` and ``OUT.md`` (``--out``, default under ``reports/``).
+
+    .venv/bin/python scripts/preset_study.py --target diffranet --train-presets diffranet \\
+        --test-presets diffranet --out reports/diffranet5
+    .venv/bin/python scripts/preset_study.py --target ke --train-presets diffranet,cspad \\
+        --test-presets pilatus2m,diffranet,cspad --out reports/cross_preset_pilatus2m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import train_default_model as tdm  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/xtalscreen_default_model")
+    ap.add_argument("--frames", type=int, default=3000, help="as given to train_default_model.py")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", choices=["diffranet", "ke"], required=True)
+    ap.add_argument("--train-presets", required=True, help="comma-separated")
+    ap.add_argument("--test-presets", required=True, help="comma-separated")
+    ap.add_argument("--img-size", type=int, default=256)
+    ap.add_argument("--max-shift", type=int, default=32)
+    ap.add_argument("--bin", default="auto")
+    ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--batches-per-epoch", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=0.002)
+    ap.add_argument("--widths", default="8,16,32,64")
+    ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", required=True, help="output path without extension")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train import FrameDataset, TrainConfig, load_labels, predict, train
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    t0 = time.perf_counter()
+    if not (work / "raw" / "labels.csv").is_file():
+        tdm.simulate(work / "raw", args.frames, args.seed, 2)
+    bin_arg = args.bin if args.bin == "auto" else int(args.bin)
+    shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
+                               lcn_window=9, max_shift=args.max_shift)
+    reduced = work / f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
+    tdm.reduce(work / "raw", reduced, shipped=shipped, window=args.img_size + 2 * args.max_shift)
+    data = load_labels(reduced, target=args.target)
+    presets = np.array([m["preset"] for m in data.meta])
+    train_p = args.train_presets.split(",")
+    test_p = args.test_presets.split(",")
+    chosen = data.subset(np.flatnonzero(np.isin(presets, train_p)))
+    cfg = TrainConfig(model="ke2018", img_size=args.img_size, target=args.target, epochs=args.epochs,
+                      model_kwargs={"widths": [int(v) for v in args.widths.split(",")]}, optimizer="adamw",
+                      batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
+                      preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
+                      patience=args.patience, seed=args.seed, device="cpu")
+    name = Path(args.out).name
+    t1 = time.perf_counter()
+    res = train(cfg, chosen.split("train"), val=chosen.split("val"), out_dir=work / f"study_{name}",
+                echo=print, progress=False)
+    t_train = time.perf_counter() - t1
+    from xtalscreen.train import load_model
+
+    model, pp, meta = load_model(res.best_path)
+    classes = list(meta["classes"])
+    results = {}
+    for p in test_p:
+        test = data.subset(np.flatnonzero(presets == p)).split("test")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probs, _ = predict(model, FrameDataset(test, pp), batch_size=64)
+        pred = np.nan_to_num(probs, nan=-1.0).argmax(1)
+        true = test.labels
+        k = len(classes)
+        cm = np.zeros((k, k), int)
+        for t, q in zip(true, pred):
+            cm[t, q] += 1
+        r = {"n": int(len(true)), "accuracy": float(np.mean(true == pred)), "confusion": cm.tolist(),
+             "held_out": p not in train_p}
+        if args.target == "diffranet":
+            diff_t, diff_p = true >= 2, pred >= 2  # weak, good, strong
+            r["diffraction_vs_none_accuracy"] = float(np.mean(diff_t == diff_p))
+        else:
+            r.update(tdm.hm_vs_miss(true, pred))
+        results[p] = r
+    card = {"target": args.target, "classes": classes, "train_presets": train_p, "test_presets": test_p,
+            "frames_per_split": {s: int(len(chosen.split(s))) for s in ("train", "val", "test")},
+            "best": meta["best"], "train_seconds": round(t_train), "total_seconds": round(time.perf_counter() - t0),
+            "command": ".venv/bin/python scripts/preset_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "preprocess": shipped.to_dict(), "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    lines = [f"# {args.target} study: train on {', '.join(train_p)}, test on {', '.join(test_p)}", "",
+             f"Command: `{card['command']}`", "",
+             f"ke2018 (widths {args.widths}) at {args.img_size} px, preprocessing bin {args.bin} ({args.bin_reduce}) "
+             f"+ LCN; train/val/test frames {card['frames_per_split']}; best epoch {meta['best'].get('epoch')}; "
+             f"training {card['train_seconds']} s on the shared 2-core VM.", "",
+             "Test split (never used for model selection):", ""]
+    if args.target == "diffranet":
+        lines += ["| test preset | frames | 5-class accuracy | blank/no-crystal vs diffraction | target |",
+                  "|---|---|---|---|---|"]
+        for p, r in results.items():
+            lines.append(f"| {p}{' (held out)' if r['held_out'] else ''} | {r['n']} | {100 * r['accuracy']:.1f} % | "
+                         f"{100 * r['diffraction_vs_none_accuracy']:.2f} % | 98.6 % / 99.9 % |")
+    else:
+        lines += ["| test preset | frames | 3-class accuracy | sensitivity (Hit+Maybe) | specificity (Miss) | target |",
+                  "|---|---|---|---|---|---|"]
+        for p, r in results.items():
+            tgt = ">= 90 % (cross-preset)" if r["held_out"] else "98.5 % / 97 %"
+            lines.append(f"| {p}{' (held out)' if r['held_out'] else ''} | {r['n']} | {100 * r['accuracy']:.1f} % | "
+                         f"{100 * r['sensitivity']:.1f} % | {100 * r['specificity']:.1f} % | {tgt} |")
+    for p, r in results.items():
+        lines += ["", f"Confusion matrix, {p} (rows true, columns predicted: {', '.join(classes)}):", "",
+                  "| true \\ predicted | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+        for c, row in zip(classes, r["confusion"]):
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
