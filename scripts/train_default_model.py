@@ -187,7 +187,7 @@ def write_report(card: dict, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/xtalscreen_default_model", help="scratch folder")
-    ap.add_argument("--frames", type=int, default=2100)
+    ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sim-workers", type=int, default=2)
     ap.add_argument("--img-size", type=int, default=256)

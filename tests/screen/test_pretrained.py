@@ -28,7 +28,7 @@ def test_shipped_files_small_and_documented():
 def test_load_default_offline():
     model, pp, meta = load_default()
     assert tuple(meta["classes"]) == ("hit", "maybe", "miss") and meta["target"] == "ke"
-    assert pp.bin == 2 and not model.training
+    assert pp.bin == "auto" and pp.bin_reduce == "max" and not model.training
     assert pp.to_dict() == model_card()["preprocess"]
     assert meta["card"]["file"] == "default_ke.pt"
 
