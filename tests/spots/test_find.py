@@ -440,3 +440,164 @@ def test_column_gain_skip_of_sure_fallbacks_changes_nothing():
     got = column_gains(img, bad, fb)
     np.testing.assert_array_equal(got, want)
     assert (got > fb).sum() >= 30 and (got == fb).sum() >= 60
+
+
+# --- the tiled kernel (wide panels, large frames): exactly the untiled kernel's result ---------
+def _tiled_frame(h, w, tile, rng):
+    """Poisson frame with spots, masks and non-finite pixels placed across the tile edges."""
+    rng = np.random.default_rng(rng)
+    img = rng.poisson(4.0, (h, w)).astype(np.float32)
+    bad = rng.random(img.shape) < 0.02
+    edges = list(range(tile, w, tile))
+    for t, e in enumerate(edges):
+        y = 8 + (17 * t) % (h - 20)
+        img[y:y + 3, e - 2:e + 2] += 120        # a spot straddling the tile edge
+        img[y + 8:y + 10, e - 1:e + 1] += 90      # a 2x2 one centred on it
+        bad[y + 4, e - 3:e + 3] = True           # a masked run crossing the edge
+        img[(y + 12) % h, e] = np.nan            # a NaN on the edge column
+        img[(y + 13) % h, e - 1] = np.inf
+    bad[h // 2:h // 2 + 2, :] = True             # masked rows across every tile
+    bad[:, edges[0] - 1] = True                  # a masked column at the first edge
+    img[20:23, w - 3:w] += 100                   # a spot on the last (partial) tile's edge
+    return img, bad, edges
+
+
+def _candidates(img, bad, k, shift=0.0, has_bad=True, tile=None):
+    """The untiled kernel (tile None) or the tiled one with ``tile`` columns (0: its default)."""
+    g = np.full(img.shape[1], 1.0)
+    args = (img, bad, k, k, 6.0, 3.0, 0.0, 2, shift, g, 32, has_bad)
+    if tile is None:
+        return _kernels.dispersion_candidates(*args)
+    if tile == 0:
+        return _kernels.dispersion_candidates_tiled(*args)
+    return _kernels.dispersion_candidates_tiled(*args, tile)
+
+
+def _same_candidates(a, b):
+    n = a[5]
+    assert n == b[5] and a[6] == b[6]
+    for x, y in zip(a[:3], b[:3]):                # rows, cols, provisional labels
+        np.testing.assert_array_equal(x[:n], y[:n])
+    np.testing.assert_array_equal(a[3][:a[6] + 1], b[3][:b[6] + 1])   # union-find parents
+    np.testing.assert_array_equal(a[4], b[4])     # row index
+
+
+@pytest.mark.parametrize("tile", [8, 24, 64])
+@pytest.mark.parametrize("k", [3, 2])
+def test_tiled_kernel_equals_untiled_and_reference(tile, k):
+    # 203 columns: not a multiple of the tile nor of 8; 150 rows: several sum refreshes
+    img, bad, edges = _tiled_frame(150, 203, tile, rng=100 + tile + k)
+    whole = _candidates(img, bad, k)               # the untiled kernel
+    tiled = _candidates(img, bad, k, tile=tile)
+    _same_candidates(tiled, whole)
+    _same_candidates(_candidates(img, bad, k, tile=1024), whole)   # one tile
+    n = tiled[5]
+    strong = np.zeros(img.shape, bool)
+    strong[tiled[0][:n], tiled[1][:n]] = True
+    ref = dispersion_reference(img, bad, DispersionParams(kernel_size=k), gain=1.0)
+    np.testing.assert_array_equal(strong, ref["strong"])
+    # the planted spots across the edges are found, each as one 4-connected component
+    from scipy import ndimage as ndi
+    lab_ref, n_ref = ndi.label(strong)
+    roots = {_kernels._find(tiled[3], int(x)) for x in tiled[2][:n]}
+    assert len(roots) == n_ref
+    straddling = 0
+    for e in edges:
+        left = set(np.unique(lab_ref[:, e - 1])) - {0}
+        straddling += len(left & set(np.unique(lab_ref[:, e])))
+    assert straddling >= len(edges)
+
+
+@pytest.mark.parametrize("tile", [16, 40])
+def test_tiled_kernel_without_mask_reads_and_with_pedestal(tile):
+    # has_bad=False (mask never read) and a large pedestal taken out by the shift: tiles
+    # change nothing there either
+    img, _, _ = _tiled_frame(90, 131, tile, rng=7 + tile)
+    img = img + np.float32(1000.0)
+    none = np.zeros(img.shape, bool)
+    for has_bad in (True, False):
+        _same_candidates(_candidates(img, none, 3, 1000.0, has_bad, tile),
+                         _candidates(img, none, 3, 1000.0, has_bad))
+    ref = dispersion_reference(img, none, DispersionParams(), gain=1.0)
+    t = _candidates(img, none, 3, 1000.0, False, tile)
+    strong = np.zeros(img.shape, bool)
+    strong[t[0][:t[5]], t[1][:t[5]]] = True
+    np.testing.assert_array_equal(strong, ref["strong"])
+
+
+def test_default_tiles_on_a_wide_panel_match_reference():
+    # wider than UNTILED_MAX_WIDTH (so dispersion_panel takes the tiled kernel) and than two
+    # default tiles (the last partial), spots and masks on the tile edges; the public path
+    # (per-spot statistics included) against the numpy/scipy reference
+    tile = _kernels.DISPERSION_TILE
+    w = max(2 * tile, _kernels.UNTILED_MAX_WIDTH) + 77
+    img, bad, edges = _tiled_frame(48, w, tile, rng=5)
+    assert len(edges) >= 2
+    _same_candidates(_candidates(img, bad, 3, tile=0), _candidates(img, bad, 3))
+    p = DispersionParams(min_snr=0.0)
+    fast = dispersion_panel(img, bad, p, 1.0)
+    ref = dispersion_reference(img, bad, p, gain=1.0)
+    assert len(fast["fs"]) == len(ref["fs"]) >= 2 * len(edges)
+    o1 = np.lexsort((fast["fs"], fast["ss"]))
+    o2 = np.lexsort((ref["fs"], ref["ss"]))
+    for key in ("n_pixels", "fs", "ss", "intensity", "background", "snr", "max_pixel"):
+        np.testing.assert_allclose(fast[key][o1], ref[key][o2], rtol=1e-4, atol=1e-3, err_msg=key)
+    # a spot straddling each edge is reported once, centred near the edge
+    for e in edges:
+        near = np.abs(fast["fs"] - e) < 1.5
+        assert near.sum() >= 1
+
+
+@pytest.mark.parametrize("k", [3, 2])
+def test_tiled_kernel_counts_a_lone_bad_pixel_of_the_entering_row(k):
+    # rows with a single bad pixel, far apart: while such a row enters the window it is the
+    # window's only bad pixel, and only the tile-by-tile count of the entering row knows it.
+    # With min_local = the full window, a pixel whose window holds it must not be tested.
+    rng = np.random.default_rng(61 + k)
+    h, w, tile = 160, 150, 16
+    full = (2 * k + 1) ** 2
+    img = rng.poisson(4.0, (h, w)).astype(np.float32)
+    bad = np.zeros(img.shape, bool)
+    spots = []
+    for t, r in enumerate(range(12, h - 12, 2 * k + 6)):
+        c = (5 + 23 * t) % (w - 2 * k) + k          # inside tiles and on their edges
+        img[r - k, c] += 80                         # bright pixels whose windows reach it
+        img[r - k, c + 1] += 60
+        if t % 2:
+            bad[r, c] = True
+        else:
+            img[r, c] = np.nan
+        spots.append((r - k, c))
+    p = DispersionParams(kernel_size=k, min_local=full)
+    ref = dispersion_reference(img, bad, p, gain=1.0)
+    g = np.full(w, 1.0)
+    args = (img, bad, k, k, 6.0, 3.0, 0.0, full, 0.0, g, 32, True)
+    for out in (_kernels.dispersion_candidates_tiled(*args, tile),
+                _kernels.dispersion_candidates_tiled(*args, 4096),
+                _kernels.dispersion_candidates(*args)):
+        strong = np.zeros(img.shape, bool)
+        strong[out[0][:out[5]], out[1][:out[5]]] = True
+        np.testing.assert_array_equal(strong, ref["strong"])
+    assert not any(ref["strong"][s] for s in spots)
+    # the same frame without the bad pixels: those pixels are strong (the test can fail)
+    clean = img.copy()
+    clean[~np.isfinite(clean)] = 4.0
+    ref_clean = dispersion_reference(clean, np.zeros(img.shape, bool), p, gain=1.0)
+    assert sum(ref_clean["strong"][s] for s in spots) >= len(spots) // 2
+
+
+def test_kernel_choice_changes_no_spot(synth):
+    # dispersion_panel picks the tiled kernel for frames larger than the cache: the same spots,
+    # to the last bit, with a mask and NaN pixels
+    img, _ = synth((300, 260), n_spots=20, rng=71)
+    img[50, 60] = np.nan
+    bad = np.zeros(img.shape, bool)
+    bad[100:103, :] = True
+    bad[:, 129] = True
+    p = DispersionParams()
+    g = np.linspace(1.0, 1.3, img.shape[1])
+    small = dispersion_panel(img, bad, p, g)
+    large = dispersion_panel(img, bad, p, g, frame_pixels=_kernels.UNTILED_MAX_FRAME_PIXELS + 1)
+    assert len(small["fs"]) >= 15
+    for key in small:
+        np.testing.assert_array_equal(small[key], large[key], err_msg=key)

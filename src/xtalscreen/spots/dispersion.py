@@ -47,7 +47,12 @@ can look the same (recall 0.82 → 0.76 there on the tuning seeds). On unmasked 
 The compiled kernel (:func:`xtalscreen.spots._kernels.dispersion_candidates`) does the whole
 test in one pass with O(1) work per pixel (rolling column sums over a ring of rows), writes
 only the list of strong pixels, and labels them through a sparse row index; no image-sized
-temporary is allocated.
+temporary is allocated. Panels wider than 1024 pixels, and the panels of frames larger than
+4 Mpx, go to its tiled twin (:func:`~xtalscreen.spots._kernels.dispersion_candidates_tiled`,
+same result): each row is processed in column tiles of
+:data:`~xtalscreen.spots._kernels.DISPERSION_TILE` pixels (so the row buffers stay in the L1
+cache) while the image row a few rows ahead is prefetched from memory (so a frame larger than
+the cache does not stall on every row).
 """
 
 from __future__ import annotations
@@ -230,17 +235,26 @@ def panel_gains(panels: list[tuple[np.ndarray, np.ndarray]], params: DispersionP
 
 
 def dispersion_panel(data: np.ndarray, bad: np.ndarray, params: DispersionParams,
-                     gain, *, mask_empty: bool = False) -> dict[str, np.ndarray]:
+                     gain, *, mask_empty: bool = False,
+                     frame_pixels: int | None = None) -> dict[str, np.ndarray]:
     """Run the dispersion finder on one 2-D panel; returns per-spot columns (panel-local).
 
     ``gain`` is a number or a float64 array (W,) with the gain of every column.
     ``mask_empty=True`` promises that ``bad`` is all False (the kernel then skips reading it).
+    ``frame_pixels``: pixels of the whole frame the panel belongs to (default: the panel's);
+    it only picks the faster of two kernels that give the same result (wide panels and frames
+    larger than the cache: :func:`~xtalscreen.spots._kernels.dispersion_candidates_tiled`).
     """
     k = int(params.kernel_size)
     gcol = np.asarray(gain, dtype=np.float64)
     if gcol.ndim == 0:
         gcol = np.full(data.shape[1], float(gcol))
-    rows, cols, lab, parent, row_start, n_strong, n_lab = _kernels.dispersion_candidates(
+    n_frame = data.size if frame_pixels is None else int(frame_pixels)
+    if data.shape[1] > _kernels.UNTILED_MAX_WIDTH or n_frame > _kernels.UNTILED_MAX_FRAME_PIXELS:
+        candidates = _kernels.dispersion_candidates_tiled
+    else:
+        candidates = _kernels.dispersion_candidates
+    rows, cols, lab, parent, row_start, n_strong, n_lab = candidates(
         data, bad, k, k, float(params.sigma_background), float(params.sigma_strong),
         float(params.global_threshold), int(params.min_local), _typical_level(data, bad), gcol,
         32, not mask_empty)
@@ -306,12 +320,14 @@ def dispersion_panels(panels: list[tuple[np.ndarray, np.ndarray]], params: Dispe
     Returns the per-panel column dicts and ``{"gain": g}`` (the median column gain).
     """
     gains = panel_gains(panels, params)
+    n_frame = sum(d.size for d, _ in panels)
     out = []
     for (data, bad), g in zip(panels, gains):
         if data.shape[0] == 0 or data.shape[1] == 0:
             out.append(_empty_cols())
             continue
-        out.append(dispersion_panel(data, bad, params, g, mask_empty=mask_empty))
+        out.append(dispersion_panel(data, bad, params, g, mask_empty=mask_empty,
+                                    frame_pixels=n_frame))
     allg = np.concatenate(gains) if gains else np.ones(1)
     return out, {"gain": float(np.median(allg)) if allg.size else 1.0}
 
