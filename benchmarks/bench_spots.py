@@ -13,9 +13,11 @@ Accuracy: frames from ``xtalscreen.simulate`` with exact ground truth. A found s
 true spot on the same panel within 2 px. Recall is over the *visible* spots (simulator SNR >= 5),
 over those with an expected peak-pixel SNR >= 3, and over those with SNR >= 10; precision is
 over all found spots (any true reflection counts); strong and good frames are also reported
-separately. ``--params`` passes finder parameters, ``--seed-base`` picks the simulator seeds
-(tune on other seeds than the reported 1000+). Hit accuracy: truth hit = Ke class "hit" (>= 10 visible spots) vs
-``n_found >= 10``. Hard cases change one physical setting at a time.
+separately. ``--algorithm`` picks the finder, ``--params`` passes its parameters,
+``--seed-base`` picks the simulator seeds (tune on other seeds than the reported 1000+). Hit
+accuracy: truth hit = Ke class "hit" (>= 10 visible spots) vs ``n_found >= 10``. Hard cases
+change one physical setting at a time. ``--bound`` adds the recall an ideal matched filter could
+reach at precision 0.99 (:func:`bound`); ``--speed-extended`` times ``dispersion_extended``.
 
 Prints Markdown tables.
 """
@@ -191,13 +193,13 @@ def _case_configs():
 
 
 def accuracy(quick: bool, only: str | None = None, params: dict | None = None,
-             seed_base: int = 1000) -> None:
+             seed_base: int = 1000, algorithm: str = "dispersion") -> None:
     from xtalscreen.simulate import simulate_frame
 
     params = dict(params or {})
     seeds = range(2 if quick else 4)
     classes = ["strong", "good", "weak", "no-crystal"]
-    print(f"## Accuracy on simulated frames (dispersion finder, parameters {params or 'default'}, "
+    print(f"## Accuracy on simulated frames ({algorithm} finder, parameters {params or 'default'}, "
           f"seeds {seed_base}+)\n")
     print("| case | frames | recall (visible, SNR>=5) | recall (visible, peak-pixel SNR>=3) | "
           "recall (SNR>=10) | precision | hit/miss accuracy | recall weak frames | "
@@ -216,7 +218,8 @@ def accuracy(quick: bool, only: str | None = None, params: dict | None = None,
                 if mode == "unmask_hot":
                     sat = float(cfg.detector.saturation) * float(cfg.detector.gain)
                     frame = frame.replace(mask=frame.mask & ~(frame.data >= 0.99 * sat))
-                t = find_spots(frame, ice_rings=(mode == "ice_filter"), **params)
+                t = find_spots(frame, algorithm=algorithm, ice_rings=(mode == "ice_filter"),
+                               **params)
                 sp = truth.spots
                 vis = sp[sp["visible"]]
                 m_v = _match(vis, t.records)
@@ -251,6 +254,114 @@ def accuracy(quick: bool, only: str | None = None, params: dict | None = None,
     print()
 
 
+def speed_extended(quick: bool) -> None:
+    """CPU ms/Mpx (``time.process_time``, best of 3-5) of ``dispersion_extended`` next to
+    ``dispersion`` on the speed benchmark's synthetic frames, measured in the same process."""
+    sizes = [(1024, 1024)] + ([] if quick else [(4096, 4096)])
+    print("## Speed of the extended finder (CPU ms/Mpx, one process, frame -> spot table)\n")
+    print("| frame | dispersion CPU ms/Mpx | dispersion_extended CPU ms/Mpx | ratio | "
+          "spots dispersion / extended / planted |")
+    print("|---|---|---|---|---|")
+    for h, w in sizes:
+        img, n = synthetic_frame(h, w, rng=1)
+        mpx = h * w / 1e6
+        reps = 5 if h <= 1024 else 3
+        out = []
+        for alg in ("dispersion", "dispersion_extended"):
+            find_spots(img, algorithm=alg)
+            c = best_time(lambda: find_spots(img, algorithm=alg), reps, time.process_time)
+            out.append((1e3 * c / mpx, len(find_spots(img, algorithm=alg))))
+        print(f"| {h}x{w} | {out[0][0]:.2f} | {out[1][0]:.2f} | {out[1][0] / out[0][0]:.1f}x | "
+              f"{out[0][1]} / {out[1][1]} / {n} |")
+    print()
+
+
+def _spot_model(sp):
+    """Per truth spot: photons ``I``, background variance per pixel ``b`` (photons², background
+    + read noise²) and the profile's σ² (pixels², isotropic with the same covariance
+    determinant), recovered from the simulator's exact ``snr`` (footprint) and ``peak_snr``.
+
+    The simulator defines (``simulate/engine.py``) ``snr = 0.865 I / sqrt(0.865 I + n b)`` over
+    a footprint of ``n = 4π sqrt(det C)`` pixels and ``peak_snr = I f / sqrt(I f + b)`` with
+    peak fraction ``f = min(1, 1 / (2π sqrt(det C)))``; both are solved for ``b`` and
+    ``sqrt(det C)``.
+    """
+    ph = sp["photons"].astype(np.float64)
+    pf = 0.865 * ph
+    snr = sp["snr"].astype(np.float64)
+    ps = sp["peak_snr"].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b_fp = pf * pf / (snr * snr) - pf             # n · b
+        n = 4.0 * ph * ph / (ps * ps * (b_fp + 2.0 * ph))   # f = 2 / n
+        b = b_fp / n
+        # peak fraction capped at 1 (tiny spots): f = 1, n from b
+        b1 = ph * ph / (ps * ps) - ph
+        n1 = b_fp / b1
+        small = n <= 2.0
+        b = np.where(small, b1, b)
+        n = np.where(small, np.maximum(n1, 1.0), n)
+    sig2 = n / (4.0 * np.pi)
+    return ph, np.maximum(b, 1e-6), np.maximum(sig2, 1e-3)
+
+
+def _profile_sums(sig2, fs, ss, r=6):
+    """Σp² and Σp³ of a Gaussian of variance ``sig2`` sampled at pixel centres around the
+    sub-pixel position (fs, ss) and normalised, as the simulator splats spots."""
+    d = np.arange(-r, r + 1, dtype=np.float64)
+    ox = 0.5 - (fs - np.floor(fs))
+    oy = 0.5 - (ss - np.floor(ss))
+    gx = np.exp(-(d[None, :] + ox[:, None]) ** 2 / (2 * sig2[:, None]))
+    gy = np.exp(-(d[None, :] + oy[:, None]) ** 2 / (2 * sig2[:, None]))
+    p = gx[:, None, :] * gy[:, :, None]
+    p /= p.sum(axis=(1, 2), keepdims=True)
+    return (p ** 2).sum(axis=(1, 2)), p
+
+
+def bound(quick: bool, only: str | None = None, seed_base: int = 1000,
+          precision: float = 0.99) -> None:
+    """Best recall an ideal matched filter could reach at the given precision (see the doc of
+    ``benchmarks/results/spots.md``): per visible spot of strong+good frames, the probability
+    that ``T = Σ p_i (x_i - b)`` (known profile ``p`` and background ``b``, position unknown)
+    exceeds the threshold ``t`` whose per-pixel false-alarm rate, over every good pixel of the
+    case's frames, leaves ``(1/precision - 1)`` false spots per visible spot."""
+    from scipy.stats import norm
+
+    from xtalscreen.simulate import simulate_frame
+
+    seeds = range(2 if quick else 4)
+    print(f"## Matched-filter bound (precision {precision}, seeds {seed_base}+)\n")
+    print("| case | visible spots (strong+good) | allowed false spots | threshold t (sigmas) "
+          "| ideal recall | ideal recall, SNR 5-10 |")
+    print("|---|---|---|---|---|---|")
+    for name, (cfg, _mode) in _case_configs().items():
+        if only and only not in name:
+            continue
+        n_pix = 0
+        n_vis_all = 0
+        rows = []
+        for cls in ("strong", "good", "weak", "no-crystal"):
+            for s in seeds:
+                frame, truth = simulate_frame(cfg, rng=seed_base + s, frame_class=cls)
+                n_pix += int((~frame.mask).sum())
+                vis = truth.spots[truth.spots["visible"]]
+                n_vis_all += len(vis)
+                if cls in ("strong", "good") and len(vis):
+                    rows.append(vis)
+        vis = np.concatenate(rows)
+        ph, b, sig2 = _spot_model(vis)
+        p2, p = _profile_sums(sig2, vis["fs"].astype(float), vis["ss"].astype(float))
+        allowed = max(n_vis_all * (1.0 / precision - 1.0), 1e-9)
+        t = float(norm.isf(allowed / n_pix))
+        mean = ph * p2
+        sd0 = np.sqrt(b * p2)
+        sd1 = np.sqrt(b * p2 + ph * (p ** 3).sum(axis=(1, 2)))
+        pdet = norm.sf((t * sd0 - mean) / sd1)
+        mid = (vis["snr"] >= 5) & (vis["snr"] < 10)
+        print(f"| {name} | {len(vis)} | {allowed:.1f} | {t:.2f} | {pdet.mean():.3f} | "
+              f"{pdet[mid].mean():.3f} ({int(mid.sum())}) |")
+    print()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 Mpx only, fewer frames")
@@ -259,18 +370,30 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default=None, help="only accuracy cases whose name contains this")
     ap.add_argument("--params", default="", help="finder parameters for the accuracy run, e.g. "
                     "\"hot_pixels=True,gain_per='frame'\"")
+    ap.add_argument("--algorithm", default="dispersion",
+                    help="finder of the accuracy run: dispersion, dispersion_extended, "
+                         "peakfinder8")
+    ap.add_argument("--speed-extended", action="store_true",
+                    help="only the CPU time of dispersion_extended next to dispersion")
+    ap.add_argument("--bound", action="store_true",
+                    help="also print the ideal matched-filter recall bound of the accuracy cases")
     ap.add_argument("--seed-base", type=int, default=1000,
                     help="first simulator seed (tune on other seeds than the reported 1000+)")
     a = ap.parse_args(argv)
     print(f"# bench_spots ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"python {sys.version.split()[0]})\n")
+    if a.speed_extended:
+        speed_extended(a.quick)
+        return 0
     if not a.skip_speed:
         speed(a.quick)
         scaling(a.quick)
     if not a.skip_accuracy:
         params = eval(f"dict({a.params})", {"__builtins__": {"dict": dict, "True": True,
                                                               "False": False, "None": None}})
-        accuracy(a.quick, a.cases, params, a.seed_base)
+        accuracy(a.quick, a.cases, params, a.seed_base, a.algorithm)
+    if a.bound:
+        bound(a.quick, a.cases, a.seed_base)
     return 0
 
 

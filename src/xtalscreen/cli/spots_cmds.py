@@ -16,14 +16,18 @@ from xtalscreen.errors import InputError, ParameterError
 # ----------------------------------------------------------------------------- shared options
 def _add_finder_args(p) -> None:
     from xtalscreen.cli.io_cmds import _add_reader_args
+    from xtalscreen.spots.find import ALGORITHMS
 
     _add_reader_args(p)
-    p.add_argument("--algorithm", choices=("dispersion", "peakfinder8"), default="dispersion",
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="dispersion",
                    help="spot finder")
     p.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                    help="finder parameter, repeatable (dispersion: kernel_size, gain, "
                         "sigma_background, sigma_strong, min_local, global_threshold, "
-                        "min_spot_size, max_spot_size; peakfinder8: adc_threshold, min_snr, "
+                        "min_spot_size, max_spot_size; dispersion_extended: those and "
+                        "sigma_sum, sigma_peak, filter_sigma, streak_sigma, streak_width, "
+                        "streak_prescreen, background_size, inner_size, exclude_radius, "
+                        "min_background; peakfinder8: adc_threshold, min_snr, "
                         "threshold_sigma, min_pix, max_pix, local_bg_radius, min_res, max_res)")
     p.add_argument("--d-min", type=float, metavar="A", help="keep spots with d >= this (Å)")
     p.add_argument("--d-max", type=float, metavar="A", help="keep spots with d <= this (Å)")

@@ -17,10 +17,13 @@ import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError
 from xtalscreen.spots.dispersion import DispersionParams, dispersion_panels
+from xtalscreen.spots.extended import ExtendedParams, extended_panels
 from xtalscreen.spots.peakfinder8 import Peakfinder8Params, peakfinder8_panels, radius_bins
 from xtalscreen.spots.table import SpotTable
 
-ALGORITHMS = ("dispersion", "peakfinder8")
+ALGORITHMS = ("dispersion", "dispersion_extended", "peakfinder8")
+_PARAMS = {"dispersion": DispersionParams, "dispersion_extended": ExtendedParams,
+           "peakfinder8": Peakfinder8Params}
 
 #: d-spacings (Å) of the strongest hexagonal-ice (Ih) powder rings.
 ICE_RINGS_D = (3.897, 3.669, 3.441, 2.671, 2.249, 2.072, 1.948, 1.918, 1.883, 1.721, 1.524,
@@ -40,9 +43,12 @@ def find_spots(data, *, mask: np.ndarray | None = None, algorithm: str = "disper
     mask : ndarray of bool, optional
         True for pixels to ignore, combined (OR) with the frame's mask. NaN/inf pixels are always
         ignored.
-    algorithm : {"dispersion", "peakfinder8"}
+    algorithm : {"dispersion", "dispersion_extended", "peakfinder8"}
         The finder; its parameters (see :class:`~xtalscreen.spots.dispersion.DispersionParams`,
+        :class:`~xtalscreen.spots.extended.ExtendedParams`,
         :class:`~xtalscreen.spots.peakfinder8.Peakfinder8Params`) are passed as keywords.
+        ``dispersion_extended`` adds a matched-filter test after the dispersion pass and finds
+        faint spots spread over several pixels (:mod:`xtalscreen.spots.extended`).
     d_min, d_max : float, optional
         Keep spots whose centroid d-spacing (Å) lies in ``[d_min, d_max]``.
     ice_rings : bool
@@ -76,6 +82,11 @@ def find_spots(data, *, mask: np.ndarray | None = None, algorithm: str = "disper
         # an array given without a mask: the all-False mask need not be read
         empty = mask is None and not _is_frame(data)
         cols, _info = dispersion_panels(layout.panels(), p, mask_empty=empty)
+    elif algorithm == "dispersion_extended":
+        p = _make_params(ExtendedParams, params, algorithm)
+        empty = mask is None and not _is_frame(data)
+        radius = layout.radius_maps() if p.streak_sigma > 0 else None
+        cols, _info = extended_panels(layout.panels(), p, mask_empty=empty, radius=radius)
     else:
         p = _make_params(Peakfinder8Params, params, algorithm)
         panels = [(d, b, radius_bins(r, p)) for (d, b), r in zip(layout.panels(), layout.radius_maps())]
@@ -91,8 +102,7 @@ def make_params(algorithm: str, **params: Any):
     """Validated parameter object of ``algorithm`` (raises ParameterError naming bad keys)."""
     if algorithm not in ALGORITHMS:
         raise ParameterError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    cls = DispersionParams if algorithm == "dispersion" else Peakfinder8Params
-    return _make_params(cls, params, algorithm)
+    return _make_params(_PARAMS[algorithm], params, algorithm)
 
 
 def _make_params(cls, params: dict, algorithm: str):
