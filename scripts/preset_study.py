@@ -12,6 +12,12 @@ arguments), trains ``ke2018`` on the *train* split of ``--train-presets`` and re
   001's cross-dataset tables (a preset in ``--test-presets`` but not in ``--train-presets`` is a
   held-out detector).
 
+``--draw-counts '{"weak": [5, 16], "good": [40, 100], "strong": [240, null]}'`` simulates its own
+data (the test presets only, into ``--work``) with separated class populations
+(:class:`~xtalscreen.simulate.config.LabelConfig` ``draw_counts``: labels are still the exact
+counts, but frames near the class boundaries are not made), the closest the simulator comes to
+DiffraNet's distinct weak/good/strong settings.
+
 Writes ``OUT.json`` and ``OUT.md`` (``--out``, default under ``reports/``).
 
     .venv/bin/python scripts/preset_study.py --target diffranet --train-presets diffranet \\
@@ -55,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--widths", default="8,16,32,64")
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--draw-counts", default=None, help="JSON class -> [lo, hi) visible spots to draw")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args(argv)
 
@@ -66,7 +73,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     t0 = time.perf_counter()
-    if not (work / "raw" / "labels.csv").is_file():
+    if args.draw_counts:
+        from xtalscreen.simulate import simulate_dataset
+
+        draw = {k: tuple(v) for k, v in json.loads(args.draw_counts).items()}
+        cfgs = {k: v for k, v in tdm.training_configs().items() if k in args.test_presets.split(",")}
+        for c in cfgs.values():
+            c.labels.draw_counts = draw
+        if not (work / "raw" / "labels.csv").is_file():
+            simulate_dataset(work / "raw", presets=tuple(cfgs), n=args.frames, seed=args.seed, workers=2,
+                             split=(70, 15, 15), spots="none", configs=cfgs, progress=False)
+    elif not (work / "raw" / "labels.csv").is_file():
         tdm.simulate(work / "raw", args.frames, args.seed, 2)
     bin_arg = args.bin if args.bin == "auto" else int(args.bin)
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
@@ -116,7 +133,7 @@ def main(argv=None) -> int:
             "frames_per_split": {s: int(len(chosen.split(s))) for s in ("train", "val", "test")},
             "best": meta["best"], "train_seconds": round(t_train), "total_seconds": round(time.perf_counter() - t0),
             "command": ".venv/bin/python scripts/preset_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "preprocess": shipped.to_dict(), "results": results}
+            "preprocess": shipped.to_dict(), "draw_counts": args.draw_counts, "results": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -124,7 +141,8 @@ def main(argv=None) -> int:
              f"Command: `{card['command']}`", "",
              f"ke2018 (widths {args.widths}) at {args.img_size} px, preprocessing bin {args.bin} ({args.bin_reduce}) "
              f"+ LCN; train/val/test frames {card['frames_per_split']}; best epoch {meta['best'].get('epoch')}; "
-             f"training {card['train_seconds']} s on the shared 2-core VM.", "",
+             f"training {card['train_seconds']} s on the shared 2-core VM."
+             + (f" Data simulated with separated classes, draw_counts {args.draw_counts}." if args.draw_counts else ""), "",
              "Test split (never used for model selection):", ""]
     if args.target == "diffranet":
         lines += ["| test preset | frames | 5-class accuracy | blank/no-crystal vs diffraction | target |",

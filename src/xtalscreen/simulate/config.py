@@ -405,9 +405,18 @@ class LabelConfig:
     ----------
     class_probs : dict
         Probability of each DiffraNet class when a frame's class is drawn.
+    draw_counts : dict or None
+        Visible-spot count range ``[lo, hi)`` (``hi`` None: open) the simulator aims for when it
+        makes a frame of a crystal class, e.g. ``{"weak": (5, 16), "good": (40, 100),
+        "strong": (240, None)}``; each must lie inside the class's label range. None (default):
+        the whole label range, so counts run continuously across the class boundaries. A
+        narrower range makes separated populations (as DiffraNet's own generator did with its
+        distinct weak/good/strong settings) without changing what a frame is *called*: labels are
+        always computed from the final count.
     """
 
     class_probs: dict = field(default_factory=lambda: {c: 0.2 for c in DIFFRANET_CLASSES})
+    draw_counts: dict | None = None
     snr_min: float = 5.0
     ke_hit: int = 10
     ke_maybe: int = 4
@@ -431,6 +440,29 @@ class LabelConfig:
             raise ParameterError(f"{prefix}.good_min/strong_min must satisfy 1 < good_min < strong_min, "
                                  f"got {self.good_min}, {self.strong_min}")
         _num(f"{prefix}.min_spot_photons", self.min_spot_photons, lo=0)
+        if self.draw_counts is not None:
+            from xtalscreen.simulate.labels import count_range
+
+            if not isinstance(self.draw_counts, dict):
+                raise ParameterError(f"{prefix}.draw_counts must be a dict class -> (lo, hi), "
+                                     f"got {self.draw_counts!r}")
+            for cls, rng_ in self.draw_counts.items():
+                name = f"{prefix}.draw_counts[{cls!r}]"
+                if cls not in ("weak", "good", "strong"):
+                    raise ParameterError(f"{name}: only weak, good and strong have a spot-count range")
+                try:
+                    lo, hi = rng_
+                    lo = int(lo)
+                    hi = None if hi is None else int(hi)
+                except (TypeError, ValueError):
+                    raise ParameterError(f"{name} must be (lo, hi) visible-spot counts, hi None for open; "
+                                         f"got {rng_!r}") from None
+                llo, lhi = count_range(cls, self)
+                top = math.inf if hi is None else hi
+                if not (llo <= lo < top <= lhi):
+                    cap = lhi if math.isfinite(lhi) else "None (open)"
+                    raise ParameterError(f"{name} = {rng_!r} must satisfy {llo} <= lo < hi <= {cap}, "
+                                         f"the label range of {cls!r}")
 
 
 @dataclass

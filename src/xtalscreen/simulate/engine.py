@@ -30,7 +30,7 @@ from xtalscreen.simulate import crystal as xtal
 from xtalscreen.simulate import detector as detm
 from xtalscreen.simulate import kernels
 from xtalscreen.simulate.config import DIFFRANET_CLASSES, SimulationConfig
-from xtalscreen.simulate.labels import (FOOTPRINT_FRACTION, SPOT_DTYPE, Truth, count_range, diffranet_class,
+from xtalscreen.simulate.labels import (FOOTPRINT_FRACTION, SPOT_DTYPE, Truth, diffranet_class, draw_range,
                                         ke_class, threshold_scale)
 
 _CRYSTAL_CLASSES = ("weak", "good", "strong")
@@ -217,7 +217,7 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
     crystal_scale = 1.0
     requested = cls
     if cls in _CRYSTAL_CLASSES and fluence > 0:
-        lo, hi = count_range(cls, lab)
+        lo, hi = draw_range(cls, lab)
         best = None
         for attempt in range(6):
             n_cr = 1 + int(rng.choice(len(cr.n_crystals_probs), p=np.asarray(cr.n_crystals_probs) / sum(cr.n_crystals_probs)))

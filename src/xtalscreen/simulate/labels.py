@@ -90,6 +90,16 @@ def count_range(cls: str, labels: LabelConfig) -> tuple[int, float]:
             "strong": (labels.strong_min, np.inf)}[cls]
 
 
+def draw_range(cls: str, labels: LabelConfig) -> tuple[int, float]:
+    """[lo, hi) visible-spot counts the simulator aims for when making a ``cls`` frame:
+    ``labels.draw_counts[cls]`` when given (``hi`` None = open), else :func:`count_range`."""
+    given = (labels.draw_counts or {}).get(cls)
+    if given is None:
+        return count_range(cls, labels)
+    lo, hi = given
+    return int(lo), (np.inf if hi is None else int(hi))
+
+
 def threshold_scale(p: np.ndarray, d: np.ndarray, c: np.ndarray, k: float) -> np.ndarray:
     """Smallest crystal scale ``s`` making each spot visible.
 
