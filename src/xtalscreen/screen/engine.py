@@ -98,7 +98,10 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     """
     import torch
 
+    from xtalscreen.io.memory import keep_freed_memory
     from xtalscreen.models.pretrained import load_screening_model
+
+    keep_freed_memory()  # reuse frame buffers: no page faults per frame (see xtalscreen.io.memory)
 
     workers, batch, threshold = _check(workers, batch, threshold)
     if paths is None and source is None:

@@ -186,8 +186,10 @@ def _init_worker(model_path: str, threshold: float, spot_params, read_options: d
                  part_dir: str | None = None) -> None:
     import torch
 
+    from xtalscreen.io.memory import keep_freed_memory
     from xtalscreen.train import load_model
 
+    keep_freed_memory()
     torch.set_num_threads(1)
     model, pp, meta = load_model(model_path)
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)

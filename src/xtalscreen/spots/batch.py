@@ -185,7 +185,10 @@ _WORKER_OPEN_KW: dict = {}
 def _init_worker(open_kw: dict) -> None:
     import logging
 
+    from xtalscreen.io.memory import keep_freed_memory
+
     global _WORKER_OPEN_KW
+    keep_freed_memory()
     _WORKER_OPEN_KW = dict(open_kw)
     # bad frames go back to the main process, which reports each once; no worker log lines
     logging.getLogger("xtalscreen.io").setLevel(logging.ERROR)
@@ -395,7 +398,10 @@ def run_spots(paths, *, algorithm: str = "dispersion", params: dict | None = Non
     ``report`` receives one line per bad file or frame (default: nothing); ``on_result`` sees
     every good :class:`FrameResult` (the ``label`` command uses it).
     """
+    from xtalscreen.io.memory import keep_freed_memory
     from xtalscreen.progress import track
+
+    keep_freed_memory()  # reuse frame buffers: no page faults per frame (see xtalscreen.io.memory)
 
     report = report or (lambda s: None)
     summary = RunSummary()
