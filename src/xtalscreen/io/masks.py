@@ -76,33 +76,53 @@ def sentinel_mask(raw: np.ndarray, dtype=None) -> np.ndarray:
     return out
 
 
-_RUNS_KERNEL = None
+_KERNELS: dict = {}
 
 
-def _runs_kernel():
-    """Numba kernel: mark zero runs of >= min_len along rows and columns (compiled on first use).
+def _kernels():
+    """Numba kernels (compiled on first use, so importing the readers does not load numba).
 
-    A window of ``min_len`` pixels is tested from its right end; a nonzero pixel lets the search
-    jump past it, so a frame with few long runs costs about ``2 / min_len`` reads per pixel.
+    ``stats(data) -> (n_zero, row_all, col_all)``: zero pixels, and which rows/columns are
+    entirely zero, in one pass. ``runs(data, min_len, out)``: mark runs of >= ``min_len`` zeros
+    along rows and columns. A window of ``min_len`` pixels is tested from its right end; a nonzero
+    pixel lets the search jump past it, so a frame with few long runs costs about ``2 / min_len``
+    reads per pixel.
     """
-    global _RUNS_KERNEL
-    if _RUNS_KERNEL is None:
+    if not _KERNELS:
         from numba import njit
 
         @njit(cache=True, nogil=True)
-        def kernel(z, min_len, out):  # pragma: no cover - compiled
+        def stats(d):  # pragma: no cover - compiled
+            h, w = d.shape
+            row_all = np.ones(h, np.bool_)
+            col_all = np.ones(w, np.bool_)
+            n = 0
+            for r in range(h):
+                nr = 0
+                for c in range(w):
+                    if d[r, c] == 0:
+                        nr += 1
+                    else:
+                        col_all[c] = False
+                if nr < w:
+                    row_all[r] = False
+                n += nr
+            return n, row_all, col_all
+
+        @njit(cache=True, nogil=True)
+        def runs(z, min_len, out):  # pragma: no cover - compiled
             h, w = z.shape
             for r in range(h):  # horizontal runs
                 i = 0
                 while i + min_len <= w:
                     j = i + min_len - 1  # test the window [i, i + min_len) from its right end
-                    while j >= i and z[r, j]:
+                    while j >= i and z[r, j] == 0:
                         j -= 1
                     if j >= i:
                         i = j + 1  # a nonzero at j: no run can start before j + 1
                         continue
                     e = i + min_len  # all zero, and z[r, i - 1] is not: a run starts at i
-                    while e < w and z[r, e]:
+                    while e < w and z[r, e] == 0:
                         e += 1
                     for k in range(i, e):
                         out[r, k] = True
@@ -111,20 +131,20 @@ def _runs_kernel():
                 i = 0
                 while i + min_len <= h:
                     j = i + min_len - 1
-                    while j >= i and z[j, c]:
+                    while j >= i and z[j, c] == 0:
                         j -= 1
                     if j >= i:
                         i = j + 1
                         continue
                     e = i + min_len
-                    while e < h and z[e, c]:
+                    while e < h and z[e, c] == 0:
                         e += 1
                     for k in range(i, e):
                         out[k, c] = True
                     i = e + 1
 
-        _RUNS_KERNEL = kernel
-    return _RUNS_KERNEL
+        _KERNELS.update(stats=stats, runs=runs)
+    return _KERNELS
 
 
 def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1e-3,
@@ -164,37 +184,42 @@ def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1
         raise ParameterError(f"min_run must be >= 2 pixels, got {min_run}")
     if not 0 < false_alarm < 1:
         raise ParameterError(f"false_alarm must be in (0, 1), got {false_alarm}")
-    if data.ndim == 3:
-        return np.stack([zero_gap_mask(p, min_run=min_run, false_alarm=false_alarm,
-                                      sparse_limit=sparse_limit) for p in data])
-    z = data == 0
-    n_zero = int(np.count_nonzero(z))
+    if data.dtype == np.bool_ or data.dtype.kind == "c":
+        data = data.astype(np.float64) if data.dtype.kind == "c" else data.view(np.uint8)
+    data = np.ascontiguousarray(data)
+    out = np.zeros(data.shape, dtype=bool)
+    for d, o in zip(data, out) if data.ndim == 3 else [(data, out)]:
+        _zero_gaps_into(d, o, min_run, false_alarm, sparse_limit)
+    return out
+
+
+def _zero_gaps_into(data, out, min_run, false_alarm, sparse_limit) -> None:
+    """:func:`zero_gap_mask` of one contiguous 2-D panel, written into ``out`` (all False)."""
+    k = _kernels()
+    n_zero, row_all, col_all = k["stats"](data)
+    h, w = data.shape
     if n_zero < min_run:
-        return np.zeros_like(z)
-    h, w = z.shape
-    full_rows = int(np.count_nonzero(z.all(axis=1)))
-    full_cols = int(np.count_nonzero(z.all(axis=0)))
+        return
+    full_rows = int(np.count_nonzero(row_all))
+    full_cols = int(np.count_nonzero(col_all))
     rest = (h - full_rows) * (w - full_cols)
     rest_zero = n_zero - full_rows * w - full_cols * h + full_rows * full_cols
     p0 = rest_zero / rest if rest else 1.0
     if p0 >= 1.0:
-        return np.zeros_like(z)  # an all-zero frame: nothing to tell gaps from signal
+        return  # an all-zero frame: nothing to tell gaps from signal
     if p0 > sparse_limit:
         # Photon-counting frames where most pixels are 0 (low-count Pilatus/Eiger data): the
         # background varies across the detector, so long zero runs are physical, not gaps.
         # Only whole zero rows/columns are masked; such detectors mark gaps with sentinels.
-        out = np.zeros_like(z)
-        out[z.all(axis=1), :] = True
-        out[:, z.all(axis=0)] = True
-        return out
+        out[row_all, :] = True
+        out[:, col_all] = True
+        return
     need = float(min_run)
     if p0 > 0:
-        need = max(need, math.log(false_alarm / z.size) / math.log(p0))
+        need = max(need, math.log(false_alarm / data.size) / math.log(p0))
     length = int(math.ceil(need))
-    out = np.zeros_like(z)
     if length <= max(h, w):
-        _runs_kernel()(np.ascontiguousarray(z).view(np.uint8), length, out)
-    return out
+        k["runs"](data, length, out)
 
 
 def data_mask(raw: np.ndarray, dtype=None, *, sentinels: bool = True, gaps: bool = True,
