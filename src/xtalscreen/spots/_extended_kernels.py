@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from xtalscreen.spots._kernels import _FM, _find, _good, _grow_i32
+from xtalscreen.spots._kernels import _FM, _find, _good, _grow_i32, _label
 
 
 @njit(cache=True)
@@ -320,27 +320,7 @@ def summed_candidates(data, bad, excl, has_bad, kb, kin, wt, col_gain, nsig, thr
                                          k3, s_long, s_wide))
                 if not (z > nsig):
                     continue
-            up = lab_b[i] if j > 0 else 0
-            left = lab_a[i - 1] if i > 0 else 0
-            if up == 0 and left == 0:
-                n_lab += 1
-                if n_lab >= parent.shape[0]:
-                    parent = _grow_i32(parent, n_lab)
-                parent[n_lab] = n_lab
-                lb = n_lab
-            elif up == 0:
-                lb = left
-            elif left == 0:
-                lb = up
-            else:
-                ru = _find(parent, up)
-                rl = _find(parent, left)
-                if ru < rl:
-                    parent[rl] = ru
-                    lb = ru
-                else:
-                    parent[ru] = rl
-                    lb = rl
+            lb, n_lab, parent = _label(parent, n_lab, lab_b[i] if j > 0 else 0, lab_a[i - 1] if i > 0 else 0)
             lab_a[i] = lb
             if n_cand >= rows.shape[0]:
                 rows = _grow_i32(rows, n_cand)

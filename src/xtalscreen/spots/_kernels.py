@@ -216,6 +216,31 @@ def _grow_i32(arr, n):
 
 
 @njit(cache=True)
+def _label(parent, n_lab, up, left):
+    """One step of the one-pass 4-connected labelling: the label of a candidate pixel whose
+    upper and left neighbours carry labels ``up`` and ``left`` (0: none), creating a new label
+    or joining two (union by the smaller root). Returns ``(label, n_lab, parent)`` (``parent``
+    grown when full)."""
+    if up == 0 and left == 0:
+        n_lab += 1
+        if n_lab >= parent.shape[0]:
+            parent = _grow_i32(parent, n_lab)
+        parent[n_lab] = n_lab
+        return n_lab, n_lab, parent
+    if up == 0:
+        return left, n_lab, parent
+    if left == 0:
+        return up, n_lab, parent
+    ru = _find(parent, up)
+    rl = _find(parent, left)
+    if ru < rl:
+        parent[rl] = ru
+        return ru, n_lab, parent
+    parent[ru] = rl
+    return rl, n_lab, parent
+
+
+@njit(cache=True)
 def hot_spots(data, bad, npx, fs, ss, mx, bg, max_pixels, ring_fraction):
     """Hot-pixel test of :func:`xtalscreen.spots.dispersion.hot_pixel_spots` (bool per spot)."""
     h, w = data.shape
@@ -722,27 +747,7 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
             for i in range(8 * iw, min(8 * iw + 8, w)):
                 if flag[i] == 0:
                     continue
-                up = lab_b[i] if j > 0 else 0
-                left = lab_a[i - 1] if i > 0 else 0
-                if up == 0 and left == 0:
-                    n_lab += 1
-                    if n_lab >= parent.shape[0]:
-                        parent = _grow_i32(parent, n_lab)
-                    parent[n_lab] = n_lab
-                    lb = n_lab
-                elif up == 0:
-                    lb = left
-                elif left == 0:
-                    lb = up
-                else:
-                    ru = _find(parent, up)
-                    rl = _find(parent, left)
-                    if ru < rl:
-                        parent[rl] = ru
-                        lb = ru
-                    else:
-                        parent[ru] = rl
-                        lb = rl
+                lb, n_lab, parent = _label(parent, n_lab, lab_b[i] if j > 0 else 0, lab_a[i - 1] if i > 0 else 0)
                 lab_a[i] = lb
                 if n_strong >= rows.shape[0]:
                     rows = _grow_i32(rows, n_strong)
@@ -1100,27 +1105,7 @@ def dispersion_candidates_tiled(data, bad, kh, kw, nsig_b, nsig_s, threshold, mi
                 for i in range(8 * iw, min(8 * iw + 8, w)):
                     if flag[i] == 0:
                         continue
-                    up = lab_b[i] if j > 0 else 0
-                    left = lab_a[i - 1] if i > 0 else 0
-                    if up == 0 and left == 0:
-                        n_lab += 1
-                        if n_lab >= parent.shape[0]:
-                            parent = _grow_i32(parent, n_lab)
-                        parent[n_lab] = n_lab
-                        lb = n_lab
-                    elif up == 0:
-                        lb = left
-                    elif left == 0:
-                        lb = up
-                    else:
-                        ru = _find(parent, up)
-                        rl = _find(parent, left)
-                        if ru < rl:
-                            parent[rl] = ru
-                            lb = ru
-                        else:
-                            parent[ru] = rl
-                            lb = rl
+                    lb, n_lab, parent = _label(parent, n_lab, lab_b[i] if j > 0 else 0, lab_a[i - 1] if i > 0 else 0)
                     lab_a[i] = lb
                     if n_strong >= rows.shape[0]:
                         rows = _grow_i32(rows, n_strong)
