@@ -52,6 +52,19 @@ def _pos_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def _from_fields(cls, d: dict, what: str, tuple_keys: tuple[str, ...]):
+    """``cls(**d)`` for a settings dict read back from JSON: unknown keys are an error naming
+    them, and the JSON lists in ``tuple_keys`` become tuples again."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ParameterError(f"unknown {what} settings {unknown}; known: {sorted(names)}")
+    for key in tuple_keys:
+        if key in d and isinstance(d[key], list):
+            d[key] = tuple(d[key])
+    return cls(**d)
+
+
 def _ratio_range(name: str, value) -> tuple[float, float]:
     """``(low, high)`` with ``0 < low <= high < inf`` as floats, else a ParameterError naming it."""
     try:
@@ -224,14 +237,7 @@ class PreprocessConfig:
             raise ParameterError(
                 f"preprocessing settings have schema {schema!r}, this xtalscreen reads up to "
                 f"{SCHEMA_VERSION}; upgrade xtalscreen to use this model")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ParameterError(f"unknown preprocessing settings {unknown}; known: {sorted(names)}")
-        for key in ("crop", "scale_range"):
-            if key in d and isinstance(d[key], list):
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return _from_fields(cls, d, "preprocessing", ("crop", "scale_range"))
 
     def replace(self, **changes: Any) -> "PreprocessConfig":
         return dataclasses.replace(self, **changes)
@@ -494,14 +500,7 @@ class ImagePreprocessConfig:
             raise ParameterError(f"preprocessing mode {mode!r} is not {IMAGE_MODE!r}")
         if "in_chans" in d:
             d["channels"] = d.pop("in_chans")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ParameterError(f"unknown image preprocessing settings {unknown}; known: {sorted(names)}")
-        for key in ("size", "brightness_range"):
-            if key in d and isinstance(d[key], list):
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return _from_fields(cls, d, "image preprocessing", ("size", "brightness_range"))
 
     def replace(self, **changes: Any) -> "ImagePreprocessConfig":
         return dataclasses.replace(self, **changes)

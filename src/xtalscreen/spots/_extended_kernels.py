@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from xtalscreen.spots._kernels import _FM, _find, _good, _grow_i32, _label
+from xtalscreen.spots._kernels import _FM, _find, _good, _grow_i32, _label, _label_buffers
 
 
 @njit(cache=True)
@@ -253,13 +253,8 @@ def summed_candidates(data, bad, excl, has_bad, kb, kin, wt, col_gain, nsig, thr
         _add_row(bv, bf, y % nring, 1.0, in_, is_, iq)
     lab_a = np.zeros(w, dtype=np.int32)   # labels of the current row
     lab_b = np.zeros(w, dtype=np.int32)   # labels of the row above
-    cap = 1024
-    zs = np.empty(cap, dtype=np.float32)
-    rows = np.empty(cap, dtype=np.int32)
-    cols = np.empty(cap, dtype=np.int32)
-    lab = np.empty(cap, dtype=np.int32)
-    parent = np.empty(cap, dtype=np.int32)
-    parent[0] = 0
+    zs = np.empty(1024, dtype=np.float32)
+    rows, cols, lab, parent = _label_buffers(1024)
     row_start = np.zeros(h + 1, dtype=np.int64)
     n_cand = 0
     n_lab = 0

@@ -216,6 +216,16 @@ def _grow_i32(arr, n):
 
 
 @njit(cache=True)
+def _label_buffers(cap):
+    """Empty candidate rows, columns and labels and the union-find ``parent`` (label 0 = none)
+    of the one-pass labelling, ``cap`` entries each (grown with :func:`_grow_i32`)."""
+    parent = np.empty(cap, dtype=np.int32)
+    parent[0] = 0
+    return (np.empty(cap, dtype=np.int32), np.empty(cap, dtype=np.int32),
+            np.empty(cap, dtype=np.int32), parent)
+
+
+@njit(cache=True)
 def _label(parent, n_lab, up, left):
     """One step of the one-pass 4-connected labelling: the label of a candidate pixel whose
     upper and left neighbours carry labels ``up`` and ``left`` (0: none), creating a new label
@@ -556,12 +566,7 @@ def dispersion_candidates(data, bad, kh, kw, nsig_b, nsig_s, threshold, min_coun
     thr = np.float32(threshold)
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    cap = 1024
-    rows = np.empty(cap, dtype=np.int32)
-    cols = np.empty(cap, dtype=np.int32)
-    lab = np.empty(cap, dtype=np.int32)
-    parent = np.empty(cap, dtype=np.int32)
-    parent[0] = 0
+    rows, cols, lab, parent = _label_buffers(1024)
     row_start = np.zeros(h + 1, dtype=np.int64)
     n_strong = 0
     n_lab = 0
@@ -895,12 +900,7 @@ def dispersion_candidates_tiled(data, bad, kh, kw, nsig_b, nsig_s, threshold, mi
     thr = np.float32(threshold)
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    cap = 1024
-    rows = np.empty(cap, dtype=np.int32)
-    cols = np.empty(cap, dtype=np.int32)
-    lab = np.empty(cap, dtype=np.int32)
-    parent = np.empty(cap, dtype=np.int32)
-    parent[0] = 0
+    rows, cols, lab, parent = _label_buffers(1024)
     row_start = np.zeros(h + 1, dtype=np.int64)
     n_strong = 0
     n_lab = 0
