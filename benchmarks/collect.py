@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["readers", "cbf", "simulate", "spots", "baselines", "preprocess", "train", "screen", "hardcases",
+ORDER = ["readers", "cbf", "simulate", "spots", "baselines", "preprocess", "train", "screen", "screen_gpu", "hardcases",
          "drops_db", "drops_pipeline", "web"]
 
 HEADER = """# Benchmarks

@@ -2,7 +2,7 @@
 
 Reuses the simulated and reduced data of ``scripts/train_default_model.py`` (same ``--work``
 folder; run that first, or this script runs its simulate and reduce steps itself with the same
-arguments), trains ``ke2018`` on the *train* split of ``--train-presets`` and reports, on the
+arguments), trains ``--model`` (``ke2018`` or ``spotcount``) on the *train* split of ``--train-presets`` and reports, on the
 *test* split (never used for model selection) of each of ``--test-presets``:
 
 - ``--target diffranet``: 5-class accuracy, the confusion matrix, and blank/no-crystal vs
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batches-per-epoch", type=int, default=40)
     ap.add_argument("--lr", type=float, default=0.002)
-    ap.add_argument("--widths", default="8,16,32,64")
+    ap.add_argument("--model", default="ke2018", choices=["ke2018", "spotcount"])
+    ap.add_argument("--widths", default=None, help="default: ke2018 8,16,32,64; spotcount 8,16,32,32")
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--draw-counts", default=None, help="JSON class -> [lo, hi) visible spots to draw")
@@ -95,7 +96,9 @@ def main(argv=None) -> int:
     train_p = args.train_presets.split(",")
     test_p = args.test_presets.split(",")
     chosen = data.subset(np.flatnonzero(np.isin(presets, train_p)))
-    cfg = TrainConfig(model="ke2018", img_size=args.img_size, target=args.target, epochs=args.epochs,
+    if args.widths is None:
+        args.widths = "8,16,32,64" if args.model == "ke2018" else "8,16,32,32"
+    cfg = TrainConfig(model=args.model, img_size=args.img_size, target=args.target, epochs=args.epochs,
                       model_kwargs={"widths": [int(v) for v in args.widths.split(",")]}, optimizer="adamw",
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
                       preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     lines = [f"# {args.target} study: train on {', '.join(train_p)}, test on {', '.join(test_p)}", "",
              f"Command: `{card['command']}`", "",
-             f"ke2018 (widths {args.widths}) at {args.img_size} px, preprocessing bin {args.bin} ({args.bin_reduce}) "
+             f"{args.model} (widths {args.widths}) at {args.img_size} px, preprocessing bin {args.bin} ({args.bin_reduce}) "
              f"+ LCN; train/val/test frames {card['frames_per_split']}; best epoch {meta['best'].get('epoch')}; "
              f"training {card['train_seconds']} s on the shared 2-core VM."
              + (f" Data simulated with separated classes, draw_counts {args.draw_counts}." if args.draw_counts else ""), "",

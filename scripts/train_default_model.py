@@ -18,9 +18,11 @@ Steps
    (same binning, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead
    of 2.3 Mpx per item. (Session 1 used a fixed 2 x 2 sum: a 256 px crop then showed only the
    inner 512 x 512 raw pixels, where a weak Pilatus hit had 0-4 of its 10-22 visible spots.)
-3. **train** ``ke2018`` (widths 8-64) at ``img_size`` (natural class mix -- class-balanced
-   batches, ``--balance``, trained worse here --, AdamW, exponential LR decay 0.002 -> 0.0001,
-   augmentation, early stopping on the validation split) with :func:`xtalscreen.train.train`.
+3. **train** ``--model`` (``ke2018``, widths 8-64, or ``spotcount``, widths 8-16-32-32) at
+   ``img_size`` (natural class mix -- class-balanced batches, ``--balance``, trained worse
+   here --, AdamW, exponential LR decay 0.002 -> 0.0001, augmentation, early stopping on the
+   validation split) with :func:`xtalscreen.train.train`, on ``--device`` (cpu, or cuda with
+   ``--loader-workers`` processes preparing the batches).
 4. **ship**: the best checkpoint is re-saved with the raw-frame preprocessing (the binning) into
    ``src/xtalscreen/models/weights/default_ke.pt``; the *test* split is then screened end to end
    on the **raw** simulated frames with the shipped file (never used for tuning) and the
@@ -30,6 +32,13 @@ Steps
 Run (from the repository root)::
 
     scripts/train_default_model.sh            # = .venv/bin/python scripts/train_default_model.py
+
+The shipped model (``spotcount``, 6000 frames) was made on a lent GPU machine by
+``benchmarks/device/h200.sh``, i.e.::
+
+    python3 scripts/train_default_model.py --frames 6000 --sim-workers 16 --device cuda \
+        --loader-workers 12 --threads 4 --model spotcount --epochs 45 --patience 20 \
+        --batches-per-epoch 80
 """
 
 from __future__ import annotations
@@ -73,48 +82,78 @@ def simulate(raw: Path, n: int, seed: int, workers: int):
                             split=(70, 15, 15), spots="none", configs=cfgs, progress=False)
 
 
-def reduce(raw: Path, red: Path, *, shipped, window: int) -> None:
+_REDUCE: dict = {}
+
+
+def _reduce_init(raw: str, shipped_dict: dict, window: int) -> None:
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train import FrameDataset, load_labels
+
+    shipped = PreprocessConfig.from_dict(shipped_dict)
+    cfg = shipped.replace(crop=(window, window), contrast="none")
+    _REDUCE.update(ds=FrameDataset(load_labels(raw, target="ke"), cfg), cfg=cfg, shipped=shipped,
+                   window=window)
+
+
+def _reduce_one(i: int):
+    """Frame ``i`` of the raw set assembled, binned and cut to the training window."""
+    from xtalscreen.io.frame import Frame
+    from xtalscreen.preprocess import bin_image, center_crop, crop_origin
+
+    ds, cfg, shipped, window = (_REDUCE[k] for k in ("ds", "cfg", "shipped", "window"))
+    f = ds.read(i)
+    img, mask = f.assembled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = cfg._frame_center(f, img.shape)
+    bin_ = shipped.bin_for(img.shape)
+    b, bm = bin_image(img, bin_, mask=mask, reduce=shipped.bin_reduce)
+    cb = (c[0] / bin_, c[1] / bin_)
+    r0, c0 = crop_origin(cb, window)
+    crop, cm = center_crop(b, window, center=cb, mask=bm)
+    return Frame(crop, mask=cm, beam_center=(cb[0] - c0, cb[1] - r0), source=f.source, index=f.index)
+
+
+def reduce(raw: Path, red: Path, *, shipped, window: int, workers: int = 1) -> None:
     """Assemble + bin + cut a ``window``^2 beam-centred patch of every frame (step 2).
 
     ``shipped`` is the raw-frame :class:`PreprocessConfig` the model ships with; its binning
     (factor from :meth:`~PreprocessConfig.bin_for` on the assembled image, ``bin_reduce``) is
     applied here, so cropping the final window out of the reduced frame is what the shipped
-    preprocessing does on the raw frame."""
-    from xtalscreen.io.frame import Frame
+    preprocessing does on the raw frame. ``workers`` processes reduce frames; this process
+    writes them in order (the result does not depend on ``workers``)."""
     from xtalscreen.io.writers import write_hdf5_run
-    from xtalscreen.preprocess import bin_image, center_crop, crop_origin
-    from xtalscreen.train import FrameDataset, load_labels
+    from xtalscreen.train import load_labels
 
     if (red / "labels.csv").is_file():
         return
     data = load_labels(raw, target="ke")
-    cfg = shipped.replace(crop=(window, window), contrast="none")
-    ds = FrameDataset(data, cfg)
     rows, by_preset = [], {}
     for i in range(len(data)):
         by_preset.setdefault(data.meta[i]["preset"], []).append(i)
     red.mkdir(parents=True, exist_ok=True)
-    for preset, idx in by_preset.items():
-        def frames():
-            for i in idx:
-                f = ds.read(i)
-                img, mask = f.assembled()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    c = cfg._frame_center(f, img.shape)
-                bin_ = shipped.bin_for(img.shape)
-                b, bm = bin_image(img, bin_, mask=mask, reduce=shipped.bin_reduce)
-                cb = (c[0] / bin_, c[1] / bin_)
-                r0, c0 = crop_origin(cb, window)
-                crop, cm = center_crop(b, window, center=cb, mask=bm)
-                yield Frame(crop, mask=cm, beam_center=(cb[0] - c0, cb[1] - r0),
-                            source=f.source, index=f.index)
-        write_hdf5_run(frames(), red / f"{preset}.h5", overwrite=True)
-        for k, i in enumerate(idx):
-            m = data.meta[i]
-            rows.append({"file": f"{preset}.h5", "frame": k, "split": data.splits[i], "preset": preset,
-                         "diffranet_class": m.get("diffranet_class", ""), "ke_class": m["ke_class"],
-                         "raw_file": data.files[i], "raw_frame": int(data.frames[i])})
+    init = (str(raw), shipped.to_dict(), window)
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers, initializer=_reduce_init, initargs=init)
+    else:
+        _reduce_init(*init)
+    try:
+        for preset, idx in by_preset.items():
+            frames = (pool.imap(_reduce_one, idx, chunksize=8) if pool is not None
+                      else (_reduce_one(i) for i in idx))
+            write_hdf5_run(frames, red / f"{preset}.h5", overwrite=True)
+            for k, i in enumerate(idx):
+                m = data.meta[i]
+                rows.append({"file": f"{preset}.h5", "frame": k, "split": data.splits[i], "preset": preset,
+                             "diffranet_class": m.get("diffranet_class", ""), "ke_class": m["ke_class"],
+                             "raw_file": data.files[i], "raw_frame": int(data.frames[i])})
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     with open(red / "labels.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -142,6 +181,19 @@ def trained_on() -> dict:
     return {"angular_pixel": [min(ang), max(ang)],
             "detectors": {c.name: {"pixel_size_m": c.detector.pixel_size,
                                    "distance_m": c.detector.distance} for c in cfgs}}
+
+
+def machine(device: str) -> str:
+    """Where the script ran: CPU architecture and count, torch threads, the GPU if one was used."""
+    import os
+
+    import torch
+
+    from xtalscreen.train.loop import resolve_device
+
+    dev = resolve_device(device)
+    gpu = f", trained on {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads{gpu}"
 
 
 def _pct(v) -> str:
@@ -187,21 +239,27 @@ def write_report(card: dict, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/xtalscreen_default_model", help="scratch folder")
-    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--frames", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sim-workers", type=int, default=2)
+    ap.add_argument("--sim-workers", type=int, default=2, help="processes simulating and reducing frames")
     ap.add_argument("--img-size", type=int, default=256)
     ap.add_argument("--max-shift", type=int, default=32)
     ap.add_argument("--bin", default="auto",
                     help="binning factor of the raw frames, or 'auto' (fit the detector into the input)")
     ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
     ap.add_argument("--epochs", type=int, default=45)
-    ap.add_argument("--batches-per-epoch", type=int, default=40)
+    ap.add_argument("--batches-per-epoch", type=int, default=80)
     ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw"])
-    ap.add_argument("--widths", default="8,16,32,64", help="ke2018 channel counts of the 4 stages")
-    ap.add_argument("--patience", type=int, default=12)
+    ap.add_argument("--model", default="spotcount", choices=["ke2018", "spotcount"],
+                    help="network: paper 001's ke2018, or spotcount (detect-and-count head)")
+    ap.add_argument("--widths", default=None,
+                    help="channel counts of the stages (default: ke2018 8,16,32,64; spotcount 8,16,32,32)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (training and the test pass)")
+    ap.add_argument("--loader-workers", type=int, default=0,
+                    help="DataLoader worker processes (0: read in the training process)")
+    ap.add_argument("--patience", type=int, default=20)
     ap.add_argument("--balance", action="store_true",
                     help="class-balanced batches (paper 001) instead of the natural class mix")
     ap.add_argument("--out", default=str(WEIGHTS))
@@ -225,20 +283,23 @@ def main(argv=None) -> int:
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
                                lcn_window=9, max_shift=args.max_shift)
     reduced = work / f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
-    reduce(work / "raw", reduced, shipped=shipped, window=window)
+    reduce(work / "raw", reduced, shipped=shipped, window=window, workers=args.sim_workers)
     t_red = time.perf_counter() - t0 - t_sim
     print(f"reduced in {t_red:.0f} s", flush=True)
 
     data = load_labels(reduced, target="ke")
+    if args.widths is None:
+        args.widths = "8,16,32,64" if args.model == "ke2018" else "8,16,32,32"
     widths = [int(v) for v in args.widths.split(",")]
-    cfg = TrainConfig(model="ke2018", img_size=args.img_size, target="ke", epochs=args.epochs,
+    cfg = TrainConfig(model=args.model, img_size=args.img_size, target="ke", epochs=args.epochs,
                       model_kwargs={"widths": widths}, optimizer=args.optimizer,
                       balanced=args.balance,
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
                       preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
-                      patience=args.patience, seed=args.seed, device="cpu")
+                      patience=args.patience, seed=args.seed, device=args.device,
+                      workers=args.loader_workers)
     t1 = time.perf_counter()
-    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
+    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
                 progress=False)
     t_train = time.perf_counter() - t1
     print(f"trained in {t_train:.0f} s, best {res.best}", flush=True)
@@ -254,6 +315,7 @@ def main(argv=None) -> int:
 
     # test: the shipped file on the raw simulated test frames, end to end
     from xtalscreen.train import FrameDataset, predict
+    from xtalscreen.train.loop import resolve_device
 
     raw = load_labels(work / "raw", target="ke")
     test = raw.split("test")
@@ -261,7 +323,8 @@ def main(argv=None) -> int:
     ds = FrameDataset(test, spp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        probs, _ = predict(smodel, ds, batch_size=64)
+        probs, _ = predict(smodel.to(resolve_device(args.device)), ds, batch_size=64,
+                           device=resolve_device(args.device), workers=args.loader_workers)
     pred = np.nan_to_num(probs, nan=-1.0).argmax(1)
     presets = np.array([m["preset"] for m in test.meta])
     per = {p: hm_vs_miss(test.labels[presets == p], pred[presets == p]) for p in sorted(set(presets))}
@@ -271,7 +334,7 @@ def main(argv=None) -> int:
         cm[t, p] += 1
     card = {
         "name": "default", "file": ship.name, "task": "frame-classification", "target": "ke",
-        "classes": list(meta["classes"]), "model": "ke2018", "img_size": args.img_size,
+        "classes": list(meta["classes"]), "model": args.model, "img_size": args.img_size,
         "parameters": int(sum(p.numel() for p in smodel.parameters())),
         "preprocess": shipped_pp.to_dict(),
         "training_data": {"generator": "xtalscreen.simulate.simulate_dataset", "frames": args.frames,
@@ -287,7 +350,7 @@ def main(argv=None) -> int:
         "seconds": {"simulate": round(t_sim), "reduce": round(t_red), "train": round(t_train)},
         "command": "scripts/train_default_model.sh  (= .venv/bin/python scripts/train_default_model.py "
                    + " ".join(sys.argv[1:] if argv is None else argv) + ")",
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, shared 2-core VM",
+        "machine": machine(args.device),
         "torch": torch.__version__,
     }
     (out / "default_ke.json").write_text(json.dumps(card, indent=2) + "\n")

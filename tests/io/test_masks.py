@@ -193,3 +193,26 @@ def test_zero_gap_mask_matches_its_rule(seed):
         img[10 + seed, :] = 0
         img[30:32, 5:60] = 0
         np.testing.assert_array_equal(zero_gap_mask(img), _zero_gap_reference(img))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(96, 120), (3, 40, 70)])
+@pytest.mark.parametrize("level", [0.05, 0.7, 20.0])
+def test_float_fast_path_equals_the_composed_rules(seed, shape, level):
+    """data_mask on float data runs one fused pass; it must equal non-finite | zero gaps."""
+    rng = np.random.default_rng(seed)
+    raw = rng.poisson(level, shape).astype(np.float32)
+    flat = raw.reshape(-1)
+    flat[rng.integers(0, flat.size, 20)] = np.nan
+    flat[rng.integers(0, flat.size, 5)] = np.inf
+    flat[rng.integers(0, flat.size, 5)] = -np.inf
+    if raw.ndim == 2:
+        raw[:, 50:53] = 0
+        raw[10, :] = 0
+    else:
+        raw[1, :, 30:32] = 0
+    expect = ~np.isfinite(raw) | zero_gap_mask(raw)
+    np.testing.assert_array_equal(data_mask(raw), expect)
+    np.testing.assert_array_equal(data_mask(raw.astype(np.float64)), expect)
+    np.testing.assert_array_equal(data_mask(raw, gaps=False), ~np.isfinite(raw))
+    np.testing.assert_array_equal(data_mask(raw, nonfinite=False), zero_gap_mask(raw))

@@ -143,3 +143,42 @@ def test_inception_v3_full_size_with_aux():
     assert all(p.grad is not None for p in m.parameters())
     m.reset_classifier(2)
     assert m.AuxLogits.fc.out_features == 2
+
+
+# ------------------------------------------------------------------ spotcount (xtalscreen's own)
+def test_spotcount_takes_any_input_size_and_counts():
+    torch.manual_seed(0)
+    m = create_model("spotcount").eval()
+    with torch.no_grad():
+        for size in ((256, 256), (200, 320), (64, 64)):
+            out = m(torch.randn(2, 1, *size))
+            assert out.shape == (2, 3) and torch.isfinite(out).all()
+        maps = m.forward_features(torch.randn(1, 1, 256, 256))
+    assert maps.shape == (1, 32, 32, 32) and (maps >= 0).all()
+    assert m.forward_head(maps, pre_logits=True).shape == (1, 64)
+
+
+def test_spotcount_features_do_not_depend_on_where_the_spots_are():
+    """The head sums and maxes over the whole map: a pattern moved (by a multiple of the
+    network's stride, away from the borders) gives the same count features."""
+    torch.manual_seed(0)
+    m = create_model("spotcount").eval()
+    x = torch.zeros(1, 1, 256, 256)
+    y = torch.zeros(1, 1, 256, 256)
+    for r, c in ((40, 40), (40, 96), (100, 60)):
+        x[0, 0, r, c] = 10.0
+        y[0, 0, r + 64, c + 72] = 10.0
+    with torch.no_grad():
+        fx = m.forward_head(m.forward_features(x), pre_logits=True)
+        fy = m.forward_head(m.forward_features(y), pre_logits=True)
+    torch.testing.assert_close(fx, fy, rtol=1e-5, atol=1e-5)
+
+
+def test_spotcount_bad_arguments_are_named():
+    with pytest.raises(ParameterError, match="widths"):
+        create_model("spotcount", widths=(8,))
+    with pytest.raises(ParameterError, match="detectors"):
+        create_model("spotcount", detectors=0)
+    m = create_model("spotcount")
+    with pytest.raises(ParameterError, match="detector maps"):
+        m.forward_head(torch.zeros(1, 5, 4, 4))

@@ -33,7 +33,8 @@ def test_screen_with_spots_adds_column(tmp_path, run_h5, tiny_model, capsys):
     (["--model", "{tmp}/junk.pt"], "not an xtalscreen model checkpoint"),
     (["--workers", "0"], "workers"),
     (["--threshold", "2"], "threshold"),
-])
+    (["--device", "tpu7"], "device"),
+] + ([] if __import__("torch").cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]))
 def test_errors_are_one_line_exit_1(tmp_path, run_h5, tiny_model, capsys, args, needle):
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

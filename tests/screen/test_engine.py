@@ -169,10 +169,28 @@ def test_model_of_another_task_or_version_is_refused(tmp_path, run_h5, tiny_mode
         screen([run_h5], out=tmp_path / "o", model=str(tmp_path / "nope.pt"))
 
 
-@pytest.mark.parametrize("kw", [{"workers": 0}, {"batch": 0}, {"threshold": 1.5}, {"workers": 1.5}])
+@pytest.mark.parametrize("kw", [{"workers": 0}, {"batch": 0}, {"threshold": 1.5}, {"workers": 1.5},
+                                {"device": "tpu7"}])
 def test_bad_parameters(tmp_path, run_h5, tiny_model, kw):
     with pytest.raises(ParameterError):
         screen([run_h5], out=tmp_path / "o", model=str(tiny_model), **kw)
+
+
+def test_device_cpu_explicit_and_cuda_refused_without_gpu(tmp_path, run_h5, tiny_model):
+    """``device`` moves inference only: on the CPU it gives the same results as the default;
+    asking for CUDA on a machine without a GPU is refused before any output is written."""
+    import torch
+
+    a = screen([run_h5], out=tmp_path / "a", model=str(tiny_model), live=False)
+    b = screen([run_h5], out=tmp_path / "b", model=str(tiny_model), live=False, device="cpu",
+               workers=2)
+    ra = (tmp_path / "a" / "results.csv").read_text().splitlines()
+    rb = (tmp_path / "b" / "results.csv").read_text().splitlines()
+    assert a.frames == b.frames and ra == rb
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="no CUDA GPU"):
+            screen([run_h5], out=tmp_path / "c", model=str(tiny_model), device="cuda")
+        assert not (tmp_path / "c").exists()
 
 
 def _hits_content(path):

@@ -67,3 +67,34 @@ def test_all_masked_frame_has_no_valid_pixel():
     # crop entirely off the detector: nothing valid either
     g = Frame(np.ones((100, 80), np.float32), beam_center=(5000.0, 5000.0))
     assert FastPreprocess(PreprocessConfig(bin=2, crop=(32, 32)))(g).n_valid == 0
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_max_gather_equals_generic_on_nonfinite_and_masked_pixels(with_mask):
+    """The branch-free max path (``_gather_max``) against the generic reduction: NaN, +inf and
+    -inf pixels are left out, a block whose pixels are all masked or non-finite is empty."""
+    from xtalscreen.screen.prepare import _gather_max, _gather_reduce, _runs
+    from xtalscreen.simulate import get_preset
+
+    geom = get_preset("cspad").detector.geometry
+    shape = geom.data_shape()
+    rng = np.random.default_rng(3)
+    data = rng.normal(0.0, 1.0, shape).astype(np.float32)  # negative values too
+    flat = data.reshape(-1)
+    flat[rng.integers(0, flat.size, 500)] = np.nan
+    flat[rng.integers(0, flat.size, 500)] = np.inf
+    flat[rng.integers(0, flat.size, 500)] = -np.inf
+    flat[:40] = np.nan  # the first runs: nothing valid
+    mask = (rng.random(shape) < 0.02).reshape(-1)
+    mask[40:80] = True
+    src = np.arange(flat.size)
+    tgt = (src // 7) % 5000  # many runs per target, out of order
+    starts, lens, tg = _runs(src, tgt)
+    a = _gather_max(flat, mask, with_mask, starts, lens, tg, 5001)
+    b = _gather_reduce(flat, mask, with_mask, starts, lens, tg, 5001, 1.0, 2)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1][5000]  # a target no run reaches is empty
+    cfg = PreprocessConfig(bin="auto", crop=(100, 120), bin_reduce="max")
+    f = Frame(data, mask=mask.reshape(shape) if with_mask else None, geometry=geom)
+    np.testing.assert_allclose(FastPreprocess(cfg)(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5)

@@ -40,6 +40,12 @@ def test_search_space_covers_topology():
     trial = optuna.trial.FixedTrial({"widths": "8-16-32-64", "first_kernel": 5, "lr": 0.1, "momentum": 0.9,
                                      "weight_decay": 1e-5, "batch_size": 64})
     assert suggest(trial, BASE).model_kwargs == {"widths": (8, 16, 32, 64), "first_kernel": 5}
+    trial = optuna.trial.FixedTrial({"sc_widths": "16-32-48-48", "detectors": 64, "lr": 0.01,
+                                     "momentum": 0.9, "weight_decay": 1e-5, "batch_size": 32})
+    cfg = suggest(trial, TrainConfig(model="spotcount", target="ke"))
+    assert cfg.model_kwargs == {"widths": (16, 32, 48, 48), "detectors": 64}
+    from xtalscreen.models import create_model
+    assert create_model(cfg.model, **cfg.model_kwargs).num_features == 128
 
 
 def test_tune_needs_validation_items(sim_dataset, tmp_path):

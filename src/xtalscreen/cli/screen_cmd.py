@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--zmq-bind", action="store_true", help="bind ADDRESS (the sender connects)")
     p.add_argument("--max-frames", type=int, help="ZeroMQ: stop after this many frames")
     p.add_argument("--timeout", type=float, help="ZeroMQ: stop after this many seconds without a frame")
+    p.add_argument("--device", default="cpu",
+                   help="where inference runs: cpu (default), cuda, cuda:N or auto (a GPU when "
+                        "present); reading and preprocessing stay on the CPU workers")
     p.add_argument("--quiet", action="store_true", help="no live hit-rate lines")
     p.set_defaults(func=run)
 
@@ -69,7 +72,8 @@ def run(args) -> int:
                            timeout=args.timeout)
     s = screen(args.paths or None, out=args.out, model=args.model, workers=args.workers,
                batch=args.batch, spots=args.spots, threshold=args.threshold, source=source,
-               write_hits=not args.no_hits_h5, live=False if args.quiet else True, **read)
+               write_hits=not args.no_hits_h5, live=False if args.quiet else True,
+               device=args.device, **read)
     print(f"screened {s.line()}")
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(

@@ -143,7 +143,31 @@ def _kernels():
                         out[k, c] = True
                     i = e + 1
 
-        _KERNELS.update(stats=stats, runs=runs)
+        @njit(cache=True, nogil=True)
+        def float_stats(d, out):  # pragma: no cover - compiled
+            # one pass over (P, H, W) float data: out |= non-finite, and per panel the zero
+            # statistics of ``stats`` (zeros, all-zero rows, all-zero columns)
+            p_, h, w = d.shape
+            n = np.zeros(p_, np.int64)
+            row_all = np.ones((p_, h), np.bool_)
+            col_all = np.ones((p_, w), np.bool_)
+            for p in range(p_):
+                for r in range(h):
+                    nr = 0
+                    for c in range(w):
+                        v = d[p, r, c]
+                        if v == 0:
+                            nr += 1
+                        else:
+                            col_all[p, c] = False
+                            if not np.isfinite(v):
+                                out[p, r, c] = True
+                    if nr < w:
+                        row_all[p, r] = False
+                    n[p] += nr
+            return n, row_all, col_all
+
+        _KERNELS.update(stats=stats, runs=runs, float_stats=float_stats)
     return _KERNELS
 
 
@@ -195,8 +219,14 @@ def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1
 
 def _zero_gaps_into(data, out, min_run, false_alarm, sparse_limit) -> None:
     """:func:`zero_gap_mask` of one contiguous 2-D panel, written into ``out`` (all False)."""
-    k = _kernels()
-    n_zero, row_all, col_all = k["stats"](data)
+    n_zero, row_all, col_all = _kernels()["stats"](data)
+    _gaps_from_stats(data, out, n_zero, row_all, col_all, min_run, false_alarm, sparse_limit)
+
+
+def _gaps_from_stats(data, out, n_zero, row_all, col_all, min_run, false_alarm,
+                     sparse_limit) -> None:
+    """The zero-gap rule of :func:`zero_gap_mask` for one panel, given its zero statistics;
+    marks gaps in ``out`` (which may already hold other bad pixels: only True is written)."""
     h, w = data.shape
     if n_zero < min_run:
         return
@@ -219,7 +249,23 @@ def _zero_gaps_into(data, out, min_run, false_alarm, sparse_limit) -> None:
         need = max(need, math.log(false_alarm / data.size) / math.log(p0))
     length = int(math.ceil(need))
     if length <= max(h, w):
-        k["runs"](data, length, out)
+        _kernels()["runs"](data, length, out)
+
+
+def _float_data_mask(raw: np.ndarray, min_gap_run: int, gaps: bool, nonfinite: bool) -> np.ndarray:
+    """:func:`data_mask` of float data in one compiled pass: non-finite pixels and the zero
+    statistics together, then the zero-gap rule per panel (no sentinels exist in float data)."""
+    d = np.ascontiguousarray(raw)
+    d3 = d if d.ndim == 3 else d[None]
+    out = np.zeros(d3.shape, dtype=bool)
+    n_zero, row_all, col_all = _kernels()["float_stats"](d3, out)
+    if not nonfinite:
+        out[:] = False
+    if gaps:
+        for p in range(d3.shape[0]):
+            _gaps_from_stats(d3[p], out[p], int(n_zero[p]), row_all[p], col_all[p], min_gap_run,
+                             1e-3, 0.5)
+    return out if d.ndim == 3 else out[0]
 
 
 def data_mask(raw: np.ndarray, dtype=None, *, sentinels: bool = True, gaps: bool = True,
@@ -250,6 +296,10 @@ def data_mask(raw: np.ndarray, dtype=None, *, sentinels: bool = True, gaps: bool
     raw = np.asarray(raw)
     if raw.ndim not in (2, 3):
         raise ParameterError(f"raw must be 2-D (H, W) or 3-D (P, H, W), got shape {raw.shape}")
+    if int(min_gap_run) < 2:
+        raise ParameterError(f"min_gap_run must be >= 2 pixels, got {min_gap_run}")
+    if raw.dtype.kind == "f" and (dtype is None or np.dtype(dtype).kind == "f") and raw.size:
+        return _float_data_mask(raw, int(min_gap_run), gaps, nonfinite)  # no sentinels in floats
     out = sentinel_mask(raw, dtype) if sentinels else np.zeros(raw.shape, dtype=bool)
     if nonfinite and raw.dtype.kind == "f":
         out |= ~np.isfinite(raw)

@@ -21,6 +21,6 @@ dict it expects, the paper) and, once made by :func:`create_model`, ``model_name
 """
 
 from xtalscreen.models._base import XtalModel, create_model, list_models, register_model
-from xtalscreen.models import c4_cnn, deepfreak, inception_v3, ke2018, li2018  # noqa: F401  (register)
+from xtalscreen.models import c4_cnn, deepfreak, inception_v3, ke2018, li2018, spotcount  # noqa: F401  (register)
 
 __all__ = ["XtalModel", "create_model", "list_models", "register_model"]

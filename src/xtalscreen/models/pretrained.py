@@ -1,9 +1,9 @@
 """The model shipped inside the package, loaded with no network access.
 
-``default`` is a ``ke2018`` hit-screening model (Hit / Maybe / Miss) trained on a mix of
-simulated detectors (DiffraNet CCD, CSPAD, Pilatus) by ``scripts/train_default_model.sh``; its
-card (``default_ke.json`` next to the weights) records the data, the command and the measured
-accuracy.
+``default`` is a ``spotcount`` hit-screening model (Hit / Maybe / Miss; a detect-and-count CNN,
+see :mod:`xtalscreen.models.spotcount`) trained on a mix of simulated detectors (DiffraNet CCD,
+CSPAD, Pilatus 2M) by ``scripts/train_default_model.py``; its card (``default_ke.json`` next to
+the weights) records the data, the command and the measured accuracy.
 
 >>> from xtalscreen.models.pretrained import load_default, model_card   # doctest: +SKIP
 >>> model, preprocess, meta = load_default()

@@ -47,7 +47,7 @@ def _batches(it, size):
 def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 32,
            spots: bool = False, spot_params: dict | None = None, threshold: float = 0.5,
            source=None, write_hits: bool = True, live: bool | None = None,
-           live_every: float = 2.0, echo=None, **read_options) -> Summary:
+           live_every: float = 2.0, echo=None, device: str = "cpu", **read_options) -> Summary:
     """Screen frames with a hit-finding model; write results.csv, hits.lst and hits.h5.
 
     Parameters
@@ -74,6 +74,9 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         Write the kept frames to ``hits.h5``.
     live, live_every, echo : keyword-only
         Live hit-rate line on stderr (see :class:`~xtalscreen.screen.collector.FileCollector`).
+    device : str, keyword-only
+        Where inference runs: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``
+        (CUDA when present). Reading and preprocessing always run on the CPU workers.
     **read_options
         For :func:`~xtalscreen.io.open_frames`: ``geometry``, ``mask``, ``beam_center``,
         ``dataset``, ``frames`` ...
@@ -104,6 +107,9 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     keep_freed_memory()  # reuse frame buffers: no page faults per frame (see xtalscreen.io.memory)
 
     workers, batch, threshold = _check(workers, batch, threshold)
+    from xtalscreen.train.loop import resolve_device
+
+    device = str(resolve_device(device))  # refuses "cuda" without a GPU before any work
     if paths is None and source is None:
         raise ParameterError("paths: give files/folders to screen (or a source)")
     net, pp, meta = load_screening_model(model)
@@ -120,7 +126,8 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     try:
         if workers == 1:
             threads = torch.get_num_threads()
-            proc = FrameProcessor(net, pp, meta["classes"], threshold=threshold, spots=spot_step)
+            proc = FrameProcessor(net, pp, meta["classes"], threshold=threshold, spots=spot_step,
+                                  device=device)
             it = iter(src.frames())
             while True:
                 t0 = time.perf_counter()
@@ -148,7 +155,8 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
             for results, bad, parts, tm in run_pool(tasks, workers=workers, model_path=meta["path"],
                                                     threshold=threshold,
                                                     spot_params=(spot_params or {}) if spots else None,
-                                                    read_options=ro, part_dir=part_dir):
+                                                    read_options=ro, part_dir=part_dir,
+                                                    device=device):
                 for line in bad:
                     collector.bad(line)
                 for r in results:

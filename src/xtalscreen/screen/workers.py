@@ -120,7 +120,7 @@ class FrameProcessor:
     Parameters
     ----------
     model : torch.nn.Module
-        In eval mode, CPU.
+        In eval mode (moved to ``device`` here).
     preprocess : PreprocessConfig
     classes : sequence of str
         The model's output classes (see :func:`class_weights`).
@@ -128,12 +128,19 @@ class FrameProcessor:
         Minimum ``p_hit + p_maybe`` for a kept frame.
     spots : callable, keyword-only
         ``spots(frame) -> int or None`` (:class:`NoSpots`, :class:`SpotCounter`).
+    device : str or torch.device, keyword-only
+        Where inference runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``"auto"``: CUDA when present).
+        Reading and preprocessing stay on the CPU; each batch goes to the device as one
+        pinned-memory copy.
     """
 
-    def __init__(self, model, preprocess, classes, *, threshold: float = 0.5, spots=None) -> None:
+    def __init__(self, model, preprocess, classes, *, threshold: float = 0.5, spots=None,
+                 device="cpu") -> None:
         from xtalscreen.screen.prepare import FastPreprocess
+        from xtalscreen.train.loop import resolve_device
 
-        self.model = model
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
         self.prepare = FastPreprocess(preprocess)
         self.weights = class_weights(classes)
         self.threshold = float(threshold)
@@ -152,7 +159,9 @@ class FrameProcessor:
         if good:
             x = torch.from_numpy(np.stack([prepared[i].x for i in good]))
             with torch.inference_mode():
-                p = torch.softmax(self.model(x).float(), dim=1).numpy()
+                if self.device.type != "cpu":
+                    x = x.pin_memory().to(self.device, non_blocking=True)
+                p = torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
             probs[good] = p @ self.weights
         t2 = time.perf_counter()
         out = []
@@ -183,7 +192,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(model_path: str, threshold: float, spot_params, read_options: dict,
-                 part_dir: str | None = None) -> None:
+                 part_dir: str | None = None, device: str = "cpu") -> None:
     import torch
 
     from xtalscreen.io.memory import keep_freed_memory
@@ -193,7 +202,8 @@ def _init_worker(model_path: str, threshold: float, spot_params, read_options: d
     torch.set_num_threads(1)
     model, pp, meta = load_model(model_path)
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
-    _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots)
+    _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
+                                    device=device)
     _STATE["read"] = read_options
     _STATE["part_dir"] = part_dir
     _STATE["parts"] = 0
@@ -321,15 +331,18 @@ def _work_chunk(task) -> tuple[list, list, list, dict]:
 
 
 def run_pool(tasks, *, workers: int, model_path: str, threshold: float, spot_params,
-             read_options: dict, part_dir: str | None = None):
+             read_options: dict, part_dir: str | None = None, device: str = "cpu"):
     """Run ``tasks`` on ``workers`` processes; yields ``_work_chunk`` outputs in task order.
 
     ``part_dir``: folder where the workers write the kept frames (None: not written).
+    ``device``: where each worker runs inference; with a GPU every worker holds its own CUDA
+    context, and the workers are started with ``spawn`` (CUDA cannot be used after ``fork``).
     """
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() and os.name == "posix"
-                         else "spawn")
+    fork = "fork" in mp.get_all_start_methods() and os.name == "posix" and not str(device).startswith("cuda")
+    ctx = mp.get_context("fork" if fork else "spawn")
     with ctx.Pool(workers, initializer=_init_worker,
-                  initargs=(model_path, threshold, spot_params, read_options, part_dir)) as pool:
+                  initargs=(model_path, threshold, spot_params, read_options, part_dir,
+                            str(device))) as pool:
         yield from pool.imap(_work_chunk, tasks, chunksize=1)

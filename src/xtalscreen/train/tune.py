@@ -9,7 +9,8 @@ it goes and a repeated call resumes it, running only the trials still missing.
 Search space (:func:`suggest`): learning rate (log, 1e-4 .. 1), momentum (0.5 .. 0.99), weight
 decay (log, 1e-5 .. 5e-5; paper 002 Table 10), batch size {8, 16, 32, 64}, optimizer schedule
 kept from the base config, and the topology of the model: DeepFreak's variants 0-13 (Table 9),
-ke2018's channel widths and first kernel, li2018's filters and hidden units.
+ke2018's channel widths and first kernel, li2018's filters and hidden units, spotcount's channel
+widths and number of detector maps.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from xtalscreen.train.loop import TrainConfig, train
 __all__ = ["suggest", "tune", "results_table"]
 
 _WIDTHS = {"4-8-16-32": (4, 8, 16, 32), "8-16-32-64": (8, 16, 32, 64), "16-32-64-128": (16, 32, 64, 128)}
+_SPOTCOUNT_WIDTHS = {"8-16-32-32": (8, 16, 32, 32), "8-16-32-64": (8, 16, 32, 64),
+                     "16-32-48-48": (16, 32, 48, 48)}
 
 
 def suggest(trial, base: TrainConfig) -> TrainConfig:
@@ -35,6 +38,9 @@ def suggest(trial, base: TrainConfig) -> TrainConfig:
     elif base.model == "ke2018":
         kw["widths"] = _WIDTHS[trial.suggest_categorical("widths", list(_WIDTHS))]
         kw["first_kernel"] = trial.suggest_categorical("first_kernel", [5, 7, 9])
+    elif base.model == "spotcount":
+        kw["widths"] = _SPOTCOUNT_WIDTHS[trial.suggest_categorical("sc_widths", list(_SPOTCOUNT_WIDTHS))]
+        kw["detectors"] = trial.suggest_categorical("detectors", [16, 32, 64])
     elif base.model == "li2018":
         kw["filters"] = trial.suggest_categorical("filters", [4, 8])
         kw["hidden"] = trial.suggest_categorical("hidden", [16, 32])

@@ -73,7 +73,10 @@ def make_frame(raw: np.ndarray, *, path: str, index: int, fmt: str, file_mask=No
         if fm.shape != raw.shape:
             raise InputError(f"the file's pixel mask has shape {fm.shape} but the frame has "
                              f"{raw.shape}", path=path, frame=index)
-        mask = combine_masks(mask, fm)
+        if mask is None:
+            mask = combine_masks(fm)  # a copy: the file's mask may be shared between frames
+        else:
+            np.logical_or(mask, fm, out=mask)  # the data mask is this frame's own array
     fields = {k: v for k, v in fields.items() if v is not None}
     return Frame(data=raw, mask=mask, source=path, index=int(index), format=fmt,
                  dtype=str(raw.dtype), **fields)
