@@ -109,6 +109,18 @@ def check_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_widths(widths, minimum: int = 1) -> tuple[int, ...]:
+    """Channel counts of a model's stages as a tuple of ints (at least ``minimum`` of them, each
+    >= 1), else a ParameterError naming them."""
+    try:
+        w = tuple(int(v) for v in widths)
+    except (TypeError, ValueError):
+        w = ()
+    if len(w) < minimum or min(w, default=0) < 1:
+        raise ParameterError(f"widths must be at least {minimum} positive channel count(s), got {widths!r}")
+    return w
+
+
 def check_prob(name: str, value) -> float:
     v = float(value)
     if not 0.0 <= v < 1.0:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from xtalscreen.errors import ParameterError
-from xtalscreen.models._base import XtalModel, check_int, check_prob, out_size, pair, register_model
+from xtalscreen.models._base import (XtalModel, check_int, check_prob, check_widths, out_size, pair,
+                                     register_model)
 from xtalscreen.preprocess.pipeline import PreprocessConfig
 
 __all__ = ["Ke2018", "ke2018"]
@@ -40,9 +41,7 @@ class Ke2018(XtalModel):
         self.num_classes = check_int("num_classes", num_classes)
         check_int("in_chans", in_chans)
         h, w = pair(img_size)
-        widths = tuple(int(v) for v in widths)
-        if not widths or min(widths) < 1:
-            raise ParameterError(f"widths must be positive channel counts, got {widths!r}")
+        widths = check_widths(widths)
         check_int("first_kernel", first_kernel)
         layers, cin = [], in_chans
         for i, cout in enumerate(widths):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from xtalscreen.errors import ParameterError
-from xtalscreen.models._base import XtalModel, check_int, check_prob, pair, register_model
+from xtalscreen.models._base import XtalModel, check_int, check_prob, check_widths, pair, register_model
 from xtalscreen.preprocess.pipeline import PreprocessConfig
 
 __all__ = ["SpotCount", "spotcount"]
@@ -50,9 +50,7 @@ class SpotCount(XtalModel):
         self.num_classes = check_int("num_classes", num_classes)
         check_int("in_chans", in_chans)
         h, w = pair(img_size)
-        widths = tuple(int(v) for v in widths)
-        if len(widths) < 2 or min(widths) < 1:
-            raise ParameterError(f"widths must be at least 2 positive channel counts, got {widths!r}")
+        widths = check_widths(widths, 2)
         k = check_int("detectors", detectors)
         layers: list[nn.Module] = [
             nn.Conv2d(in_chans, widths[0], 7, stride=2, padding=3, bias=False),
