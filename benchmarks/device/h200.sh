@@ -6,11 +6,19 @@
 #
 #   carry: .whl      command: bash benchmarks/device/h200.sh
 #
+# The wheels, fetched once on the development machine (git-ignored through .git/info/exclude):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+#     -d .whl gemmi==0.7.5 hdf5plugin==7.1.0
+#
 # Stages:
 #   1. train the screening model on the GPU (scripts/train_default_model.py --device cuda),
 #      simulating and reducing its frames with 16 processes;
 #   2. xtalscreen screen throughput with inference on the GPU (benchmarks/bench_screen.py
-#      --device cuda), 1..15 reading/preprocessing workers, and the same with CPU inference.
+#      --device cuda), 2, 8 and 15 reading/preprocessing workers, then 15 workers with CPU
+#      inference. Runs of under ~3000 frames are dominated by the GPU workers' start-up
+#      (spawn + CUDA context): BENCHMARKS.md quotes 2880-frame runs (--repeat 12).
 set -u
 OUT=${OUT:-/tmp/xtalscreen_device_out}
 mkdir -p "$OUT"
