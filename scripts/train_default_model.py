@@ -74,12 +74,14 @@ def training_configs() -> dict:
     return cfgs
 
 
-def simulate(raw: Path, n: int, seed: int, workers: int):
+def simulate(raw: Path, n: int, seed: int, workers: int, classes=None):
+    """``classes``: DiffraNet class weights (``"weak=2,good=1,..."``); None: equal numbers."""
     from xtalscreen.simulate import simulate_dataset
 
     cfgs = training_configs()
     return simulate_dataset(raw, presets=tuple(cfgs), n=n, seed=seed, workers=workers,
-                            split=(70, 15, 15), spots="none", configs=cfgs, progress=False)
+                            split=(70, 15, 15), spots="none", configs=cfgs, progress=False,
+                            classes=classes)
 
 
 _REDUCE: dict = {}
@@ -262,6 +264,12 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=20)
     ap.add_argument("--balance", action="store_true",
                     help="class-balanced batches (paper 001) instead of the natural class mix")
+    ap.add_argument("--classes", default=None,
+                    help="DiffraNet class weights of the simulated frames, e.g. "
+                         "'blank=1,no-crystal=2,weak=4,good=1.5,strong=1.5' (default: equal numbers)")
+    ap.add_argument("--init", default=None,
+                    help="start from this checkpoint (e.g. the shipped default_ke.pt) instead of "
+                         "random weights: fine-tuning")
     ap.add_argument("--out", default=str(WEIGHTS))
     ap.add_argument("--report", default=str(ROOT / "reports" / "default_model.md"))
     args = ap.parse_args(argv)
@@ -273,7 +281,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     t0 = time.perf_counter()
-    simulate(work / "raw", args.frames, args.seed, args.sim_workers)
+    simulate(work / "raw", args.frames, args.seed, args.sim_workers, classes=args.classes)
     t_sim = time.perf_counter() - t0
     print(f"simulated in {t_sim:.0f} s", flush=True)
     from xtalscreen.preprocess import PreprocessConfig
@@ -288,6 +296,16 @@ def main(argv=None) -> int:
     print(f"reduced in {t_red:.0f} s", flush=True)
 
     data = load_labels(reduced, target="ke")
+    init = None
+    if args.init:
+        # the shipped file's preprocessing bins raw frames; training reads frames already
+        # reduced by that binning, so the starting point gets the reduced-data settings (bin 1)
+        imodel, ipp, imeta = load_model(args.init)
+        init = work / "init_reduced.pt"
+        save_checkpoint(init, imodel, preprocess=ipp.replace(bin=1), classes=imeta["classes"],
+                        target="ke", epoch=0, best={}, config={})
+        args.model = imodel.model_name or args.model
+        args.widths = ",".join(str(v) for v in imodel.model_kwargs.get("widths", ())) or None
     if args.widths is None:
         args.widths = "8,16,32,64" if args.model == "ke2018" else "8,16,32,32"
     widths = [int(v) for v in args.widths.split(",")]
@@ -297,7 +315,7 @@ def main(argv=None) -> int:
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
                       preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
                       patience=args.patience, seed=args.seed, device=args.device,
-                      workers=args.loader_workers)
+                      workers=args.loader_workers, init=None if init is None else str(init))
     t1 = time.perf_counter()
     res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
                 progress=False)
@@ -340,7 +358,8 @@ def main(argv=None) -> int:
         "training_data": {"generator": "xtalscreen.simulate.simulate_dataset", "frames": args.frames,
                           "presets": ["diffranet", "cspad", "pilatus2m (pilatus6m cut to 3x8 modules)"],
                           "split_percent": [70, 15, 15], "seed": args.seed,
-                          "classes": "DiffraNet classes in equal numbers; Ke labels derived"},
+                          "classes": (f"DiffraNet class weights {args.classes}" if args.classes else
+                                      "DiffraNet classes in equal numbers") + "; Ke labels derived"},
         "training": cfg.to_dict(), "best_epoch": meta["best"],
         "validation_accuracy": meta["best"].get("val_accuracy"),
         "test": {"overall": overall, "per_preset": per, "confusion_true_rows_hit_maybe_miss": cm.tolist(),
