@@ -78,6 +78,11 @@ def sentinel_mask(raw: np.ndarray, dtype=None) -> np.ndarray:
 
 _KERNELS: dict = {}
 
+#: :func:`zero_gap_mask` defaults (also what :func:`data_mask` applies): chance runs tolerated
+#: per frame, and the zero fraction above which a frame counts as sparse photon-counting data.
+GAP_FALSE_ALARM = 1e-3
+GAP_SPARSE_LIMIT = 0.5
+
 
 def _kernels():
     """Numba kernels (compiled on first use, so importing the readers does not load numba).
@@ -171,8 +176,8 @@ def _kernels():
     return _KERNELS
 
 
-def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = 1e-3,
-                  sparse_limit: float = 0.5) -> np.ndarray:
+def zero_gap_mask(data: np.ndarray, *, min_run: int = 16, false_alarm: float = GAP_FALSE_ALARM,
+                  sparse_limit: float = GAP_SPARSE_LIMIT) -> np.ndarray:
     """Zero-filled gaps: rows/columns of exactly-zero pixels too long to be chance.
 
     A pixel is masked when it lies in a horizontal or vertical run of zeros of at least
@@ -264,7 +269,7 @@ def _float_data_mask(raw: np.ndarray, min_gap_run: int, gaps: bool, nonfinite: b
     if gaps:
         for p in range(d3.shape[0]):
             _gaps_from_stats(d3[p], out[p], int(n_zero[p]), row_all[p], col_all[p], min_gap_run,
-                             1e-3, 0.5)
+                             GAP_FALSE_ALARM, GAP_SPARSE_LIMIT)
     return out if d.ndim == 3 else out[0]
 
 
