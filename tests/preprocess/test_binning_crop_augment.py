@@ -143,3 +143,22 @@ def test_binning_max_equals_numpy_block_max():
     b, _ = bin_image(img, 4, reduce="max")
     want = img[:20, :12].reshape(5, 4, 3, 4).max(axis=(1, 3))
     np.testing.assert_array_equal(b, want)
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_binning_max_equals_reference_with_nonfinite_and_masked_pixels(with_mask):
+    """The branch-free max kernel against a numpy statement of the rule: NaN and +-inf are left
+    out, like masked pixels; a block with nothing valid is masked."""
+    rng = np.random.default_rng(4)
+    img = rng.normal(size=(42, 37)).astype(np.float32)
+    img[rng.integers(0, 42, 30), rng.integers(0, 37, 30)] = np.nan
+    img[rng.integers(0, 42, 10), rng.integers(0, 37, 10)] = np.inf
+    img[rng.integers(0, 42, 10), rng.integers(0, 37, 10)] = -np.inf
+    img[:6, :6] = np.nan  # block (0, 0): nothing valid
+    mask = rng.random(img.shape) < 0.1 if with_mask else None
+    b, m = bin_image(img, 6, mask=mask, reduce="max")
+    valid = np.isfinite(img) & (~mask if with_mask else True)
+    blocks = np.where(valid, img, -np.inf)[:42, :36].reshape(7, 6, 6, 6).max(axis=(1, 3))
+    np.testing.assert_array_equal(m, blocks == -np.inf)
+    np.testing.assert_array_equal(b, np.where(blocks == -np.inf, 0, blocks))
+    assert m[0, 0]

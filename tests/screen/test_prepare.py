@@ -70,10 +70,10 @@ def test_all_masked_frame_has_no_valid_pixel():
 
 
 @pytest.mark.parametrize("with_mask", [True, False])
-def test_max_gather_equals_generic_on_nonfinite_and_masked_pixels(with_mask):
-    """The branch-free max path (``_gather_max``) against the generic reduction: NaN, +inf and
-    -inf pixels are left out, a block whose pixels are all masked or non-finite is empty."""
-    from xtalscreen.screen.prepare import _gather_max, _gather_reduce, _runs
+def test_max_gather_equals_the_rule_on_nonfinite_and_masked_pixels(with_mask):
+    """The branch-free max path (``_gather_max``) against a numpy statement of the rule: NaN,
+    +inf and -inf pixels are left out like masked ones, a target with nothing valid is empty."""
+    from xtalscreen.screen.prepare import _gather_max, _runs
     from xtalscreen.simulate import get_preset
 
     geom = get_preset("cspad").detector.geometry
@@ -84,17 +84,23 @@ def test_max_gather_equals_generic_on_nonfinite_and_masked_pixels(with_mask):
     flat[rng.integers(0, flat.size, 500)] = np.nan
     flat[rng.integers(0, flat.size, 500)] = np.inf
     flat[rng.integers(0, flat.size, 500)] = -np.inf
-    flat[:40] = np.nan  # the first runs: nothing valid
     mask = (rng.random(shape) < 0.02).reshape(-1)
-    mask[40:80] = True
     src = np.arange(flat.size)
     tgt = (src // 7) % 5000  # many runs per target, out of order
+    tgt[:21] = 5000  # target 5000: three runs, every pixel of them invalid
+    flat[:14] = np.nan
+    mask[14:21] = True
+    flat[14:21] = 1.0
+    if not with_mask:
+        flat[14:21] = np.inf
     starts, lens, tg = _runs(src, tgt)
-    a = _gather_max(flat, mask, with_mask, starts, lens, tg, 5001)
-    b = _gather_reduce(flat, mask, with_mask, starts, lens, tg, 5001, 1.0, 2)
-    np.testing.assert_array_equal(a[1], b[1])
-    np.testing.assert_array_equal(a[0], b[0])
-    assert a[1][5000]  # a target no run reaches is empty
+    vals, empty = _gather_max(flat, mask, with_mask, starts, lens, tg, 5002)
+    valid = np.isfinite(flat) & (~mask if with_mask else True)
+    want = np.full(5002, -np.inf, np.float32)
+    np.maximum.at(want, tgt[valid], flat[valid])
+    np.testing.assert_array_equal(empty, want == -np.inf)
+    np.testing.assert_array_equal(vals, np.where(want == -np.inf, 0, want))
+    assert empty[5000] and empty[5001]  # all invalid; never reached
     cfg = PreprocessConfig(bin="auto", crop=(100, 120), bin_reduce="max")
     f = Frame(data, mask=mask.reshape(shape) if with_mask else None, geometry=geom)
     np.testing.assert_allclose(FastPreprocess(cfg)(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5)
