@@ -119,8 +119,13 @@ def main(argv=None) -> int:
         label, _, ref = spec.partition("=")
         results[label] = evaluate(ref or label, data, presets, first)
     names = sorted(set(presets)) + ["all"]
-    print(f"Independent simulated test set: {len(presets)} frames "
-          f"({', '.join(f'{n} {int((presets == n).sum())}' for n in sorted(set(presets)))}), seed {args.seed}, "
+    try:  # the set's own record (it may have been simulated by another script)
+        made = json.loads((data_dir / "dataset.json").read_text())
+    except (OSError, ValueError):
+        made = {}
+    print(f"Simulated test frames: {len(presets)} "
+          f"({', '.join(f'{n} {int((presets == n).sum())}' for n in sorted(set(presets)))}), "
+          f"seed {made.get('seed', '?')}, class weights {made.get('classes', '?')}, "
           f"{int(np.sum(data.labels != 2))} Hit+Maybe.\n")
     print("| model | preset | sensitivity / specificity (argmax) | AUC | at >= 97 % spec. (T from half A, on half B): T, sens. / spec. |")
     print("|---|---|---|---|---|")

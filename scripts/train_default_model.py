@@ -33,12 +33,20 @@ Run (from the repository root)::
 
     scripts/train_default_model.sh            # = .venv/bin/python scripts/train_default_model.py
 
-The shipped model (``spotcount``, 6000 frames) was made on a lent GPU machine by
-``benchmarks/device/h200.sh``, i.e.::
+The shipped model (``spotcount``) was made in two steps (``reports/default_model.md``):
+
+1. on a lent GPU machine, by ``benchmarks/device/h200.sh``, i.e.::
 
     python3 scripts/train_default_model.py --frames 6000 --sim-workers 16 --device cuda \
         --loader-workers 12 --threads 4 --model spotcount --epochs 45 --patience 20 \
         --batches-per-epoch 80
+
+   (the defaults of this script, less the GPU options);
+2. fine-tuned on frames rich in near-threshold hits and misses, on the 2-core box::
+
+    .venv/bin/python scripts/train_default_model.py --work /tmp/ft --frames 4500 --seed 1 \
+        --classes blank=1,no-crystal=2,weak=4,good=1.5,strong=1.5 \
+        --init <step 1's default_ke.pt> --lr 0.0005 --epochs 20 --batches-per-epoch 80 --patience 8
 """
 
 from __future__ import annotations

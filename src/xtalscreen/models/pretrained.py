@@ -2,8 +2,9 @@
 
 ``default`` is a ``spotcount`` hit-screening model (Hit / Maybe / Miss; a detect-and-count CNN,
 see :mod:`xtalscreen.models.spotcount`) trained on a mix of simulated detectors (DiffraNet CCD,
-CSPAD, Pilatus 2M) by ``scripts/train_default_model.py``; its card (``default_ke.json`` next to
-the weights) records the data, the command and the measured accuracy.
+CSPAD, Pilatus 2M) by ``scripts/train_default_model.py`` (from scratch, then fine-tuned on frames
+near the Hit/Miss boundary); its card (``default_ke.json`` next to the weights) records the data,
+the commands and the measured accuracy.
 
 >>> from xtalscreen.models.pretrained import load_default, model_card   # doctest: +SKIP
 >>> model, preprocess, meta = load_default()
