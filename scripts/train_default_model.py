@@ -349,8 +349,8 @@ def main(argv=None) -> int:
     ds = FrameDataset(test, spp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        probs, _ = predict(smodel.to(resolve_device(args.device)), ds, batch_size=64,
-                           device=resolve_device(args.device), workers=args.loader_workers)
+        dev = resolve_device(args.device)
+        probs, _ = predict(smodel.to(dev), ds, batch_size=64, device=dev, workers=args.loader_workers)
     pred = np.nan_to_num(probs, nan=-1.0).argmax(1)
     presets = np.array([m["preset"] for m in test.meta])
     per = {p: hm_vs_miss(test.labels[presets == p], pred[presets == p]) for p in sorted(set(presets))}

@@ -149,9 +149,9 @@ def _kernels():
                     i = e + 1
 
         @njit(cache=True, nogil=True)
-        def float_stats(d, out):  # pragma: no cover - compiled
-            # one pass over (P, H, W) float data: out |= non-finite, and per panel the zero
-            # statistics of ``stats`` (zeros, all-zero rows, all-zero columns)
+        def float_stats(d, out, mark):  # pragma: no cover - compiled
+            # one pass over (P, H, W) float data: out |= non-finite (when ``mark``), and per
+            # panel the zero statistics of ``stats`` (zeros, all-zero rows, all-zero columns)
             p_, h, w = d.shape
             n = np.zeros(p_, np.int64)
             row_all = np.ones((p_, h), np.bool_)
@@ -165,7 +165,7 @@ def _kernels():
                             nr += 1
                         else:
                             col_all[p, c] = False
-                            if not np.isfinite(v):
+                            if mark and not np.isfinite(v):
                                 out[p, r, c] = True
                     if nr < w:
                         row_all[p, r] = False
@@ -263,9 +263,7 @@ def _float_data_mask(raw: np.ndarray, min_gap_run: int, gaps: bool, nonfinite: b
     d = np.ascontiguousarray(raw)
     d3 = d if d.ndim == 3 else d[None]
     out = np.zeros(d3.shape, dtype=bool)
-    n_zero, row_all, col_all = _kernels()["float_stats"](d3, out)
-    if not nonfinite:
-        out[:] = False
+    n_zero, row_all, col_all = _kernels()["float_stats"](d3, out, nonfinite)
     if gaps:
         for p in range(d3.shape[0]):
             _gaps_from_stats(d3[p], out[p], int(n_zero[p]), row_all[p], col_all[p], min_gap_run,
