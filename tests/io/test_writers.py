@@ -91,6 +91,53 @@ def test_writer_errors(tmp_path):
         write_hdf5_run([Frame(np.full((2, 2), 300.0))], tmp_path / "d.h5", dtype=np.uint8)
 
 
+def test_encoded_frames_written_as_their_chunks(tmp_path):
+    """ChunkEncoder + EncodedFrame (the worker -> collector path of ``screen``): the same file
+    content as writing the frames themselves, including a mask that changes and metadata."""
+    import pickle
+
+    from xtalscreen.io.writers import ChunkEncoder, EncodedFrame
+
+    src = _frames(vary_mask=True)
+    with ChunkEncoder() as enc:
+        encoded = [pickle.loads(pickle.dumps(enc.encode(f))) for f in src]  # as sent between processes
+    e = encoded[2]
+    np.testing.assert_array_equal(e.mask, src[2].mask)
+    assert e.shape == (16, 20) and e.label == "in/img_002.cbf (frame 0)"
+    with pytest.raises(TypeError, match="compressed data only"):
+        e.data
+    write_hdf5_run(encoded, tmp_path / "enc.h5")
+    write_hdf5_run(src, tmp_path / "plain.h5")
+    for a, b, c in zip(src, open_frames(str(tmp_path / "enc.h5")), open_frames(str(tmp_path / "plain.h5"))):
+        _same(a, b)
+        _same(b, c)
+    with h5py.File(tmp_path / "enc.h5") as f, h5py.File(tmp_path / "plain.h5") as g:
+        assert f["/entry/data/mask"].shape == (4, 16, 20)
+        for i in range(4):  # byte for byte the chunks the writer makes itself
+            assert (f["/entry/data/data"].id.read_direct_chunk((i, 0, 0))
+                    == g["/entry/data/data"].id.read_direct_chunk((i, 0, 0)))
+    # a chunk made for another layout is refused, naming the frame; nothing is left behind
+    with ChunkEncoder(compression="gzip") as enc:
+        gz = enc.encode(src[0])
+    assert isinstance(gz, EncodedFrame)
+    with pytest.raises(InputError, match=r"img_000.cbf \(frame 0\).*another layout"):
+        write_hdf5_run([gz], tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists() and not (tmp_path / "bad.h5.part").exists()
+
+
+def test_chunk_encoder_starts_a_fresh_memory_file_when_full():
+    from xtalscreen.io.writers import ChunkEncoder
+
+    enc = ChunkEncoder(compression=None)
+    enc.max_bytes = 1  # every frame beyond the first finds the in-memory file "full"
+    f = Frame(np.arange(12, dtype=np.float32).reshape(3, 4))
+    chunks = [enc.encode(f).chunk for _ in range(3)]
+    assert chunks[0] == chunks[1] == chunks[2]
+    assert chunks[0][1] == f.data.tobytes()  # no filter: the raw little-endian float32 bytes
+    enc.close()
+    enc.close()  # twice is harmless
+
+
 def test_write_image(tmp_path):
     f = _frames(1)[0]
     write_image(f, tmp_path / "a.npy")

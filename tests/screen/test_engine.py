@@ -134,10 +134,11 @@ def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory, wo
     r = rows(tmp_path / "o")
     assert [int(x["frame"]) for x in r] == list(range(6))  # the two full batches are on disk
     assert all(x["decision"] in ("hit", "maybe") for x in r)
-    # hits.h5 holds the kept frames of those batches (worker parts joined on the way out)
+    # hits.h5 holds the kept frames of those batches (written as they came, closed on the way out)
     hits = list(open_frames(tmp_path / "o" / "hits.h5"))
     assert [h.meta["source_index"] for h in hits] == list(range(6))
-    assert not (tmp_path / "o" / ".hits_parts").exists()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["bad.txt", "hits.h5", "hits.lst",
+                                                                  "results.csv"]
 
 
 def test_model_of_another_task_or_version_is_refused(tmp_path, run_h5, tiny_model):
@@ -213,7 +214,8 @@ def test_two_workers_same_hits_h5(tmp_path, run_h5, tiny_model, frames_factory):
     s2 = screen(paths, out=tmp_path / "w2", model=str(tiny_model), batch=4, threshold=0.0,
                 workers=2, live=False)
     assert s1.hits == s2.hits == 31
-    assert not (tmp_path / "w2" / ".hits_parts").exists()  # worker part files are cleaned up
+    assert sorted(p.name for p in (tmp_path / "w2").iterdir()) == ["bad.txt", "hits.h5", "hits.lst",
+                                                                   "results.csv"]
     h1, h2 = _hits_content(tmp_path / "w1" / "hits.h5"), _hits_content(tmp_path / "w2" / "hits.h5")
     assert len(h1) == len(h2) == 31
     kept = [(x["file"], int(x["frame"])) for x in rows(tmp_path / "w2")
@@ -229,49 +231,35 @@ def test_two_workers_same_hits_h5(tmp_path, run_h5, tiny_model, frames_factory):
     assert sum(a[1].any() for a in h2) == 2  # only the two masked frames of varied.h5
 
 
-def test_merge_parts_joins_runs_in_order(tmp_path, frames_factory):
-    from xtalscreen.screen.collector import merge_parts
-
-    fr = frames_factory(5, (40, 30), source="x.h5")
-    m = np.zeros((40, 30), bool)
-    m[0] = True
-    fr[3] = fr[3].replace(mask=m)
-    parts = [tmp_path / "p0.h5", tmp_path / "p1.h5", tmp_path / "p2.h5"]
-    write_hdf5_run(fr[:2], parts[0])
-    write_hdf5_run(fr[2:4], parts[1])
-    write_hdf5_run(fr[4:], parts[2], compression="gzip")  # other filter: decoded + re-encoded
-    assert merge_parts(parts, tmp_path / "all.h5") == 5
-    assert not any(p.exists() for p in parts)
-    got = list(open_frames(tmp_path / "all.h5"))
-    assert [g.meta["source_index"] for g in got] == [0, 1, 2, 3, 4]
-    for g, f in zip(got, fr):
-        np.testing.assert_array_equal(g.data, f.data)
-        np.testing.assert_array_equal(g.mask, f.mask)
-    with pytest.raises(InputError):
-        merge_parts([], tmp_path / "none.h5")
-
-
 def test_source_chunks_copied_only_when_the_layout_matches(tmp_path, run_h5, frames_factory):
-    from xtalscreen.screen.workers import SourceChunks, write_parts
+    import h5py
+
+    from xtalscreen.screen.workers import SourceChunks, encode_kept
 
     fr = list(open_frames(run_h5, frames=[1, 4]))
     gz = tmp_path / "gz.h5"
     write_hdf5_run(frames_factory(2), gz, compression="gzip")
     gz_fr = list(open_frames(gz))
+    enc = encode_kept(fr + gz_fr, raw_chunks=True)
+    with h5py.File(run_h5) as src:
+        sd = src["/entry/data/data"]
+        # the bitshuffle-LZ4 source frames are their compressed source chunks, as they are
+        assert enc[0].chunk[1] == sd.id.read_direct_chunk((1, 0, 0))[1]
+        assert enc[1].chunk[1] == sd.id.read_direct_chunk((4, 0, 0))[1]
+    gz_raw = h5py.File(gz)["/entry/data/data"].id.read_direct_chunk((0, 0, 0))[1]
+    assert enc[2].chunk[1] != gz_raw  # gzip source: decoded by the reader, encoded again
     hook = SourceChunks()
-    parts = write_parts(fr + gz_fr, str(tmp_path), "p", raw_chunks=True)
-    assert len(parts) == 1 and parts[0][2] == 4
-    import h5py
-
-    with h5py.File(parts[0][1]) as f, h5py.File(run_h5) as src:
-        ds, sd = f["/entry/data/data"], src["/entry/data/data"]
-        assert hook(fr[0], ds) is not None and hook(gz_fr[0], ds) is None  # gzip: re-encoded
-        # the bitshuffle-LZ4 source frames went in as their compressed source chunks
-        assert ds.id.read_direct_chunk((1, 0, 0))[1] == sd.id.read_direct_chunk((4, 0, 0))[1]
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        ds = f.create_dataset("d", shape=(1, 200, 180), chunks=(1, 200, 180), dtype=np.float32,
+                              compression="gzip")
+        assert hook(fr[0], ds) is None  # other filter pipeline: no raw copy
     hook.close()
-    got = list(open_frames(parts[0][1]))
+    write_hdf5_run(enc, tmp_path / "hits.h5")
+    got = list(open_frames(tmp_path / "hits.h5"))
     for g, f in zip(got, fr + gz_fr):
         np.testing.assert_array_equal(g.data, f.data)
+        np.testing.assert_array_equal(g.mask, f.mask)
+        assert g.meta["source_index"] == f.index
 
 
 def test_corrected_frames_are_written_corrected(tmp_path, run_h5, tiny_model):

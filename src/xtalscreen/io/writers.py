@@ -20,20 +20,28 @@ frames (data, mask, metadata)::
 
 Unknown values are NaN. The file is written frame by frame (datasets grow along axis 0), so a
 run is never held in memory.
+
+Frames can also be compressed *before* the file is written, elsewhere (e.g. in the worker
+process that read them): :class:`ChunkEncoder` turns a frame into an :class:`EncodedFrame` (its
+data as one compressed chunk of this layout, its mask packed to bits, its metadata), which is
+cheap to send between processes and which :func:`write_hdf5_run` writes with
+``write_direct_chunk``, without decoding or encoding it again.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError
 from xtalscreen.io.frame import Frame
 
-__all__ = ["write_hdf5_run", "write_image", "COMPRESSIONS"]
+__all__ = ["write_hdf5_run", "write_image", "COMPRESSIONS", "ChunkEncoder", "EncodedFrame"]
 
 COMPRESSIONS = ("bitshuffle-lz4", "lz4", "gzip", None)
 
@@ -72,6 +80,160 @@ def _cast(data: np.ndarray, dtype: np.dtype, label: str) -> np.ndarray:
     return data.astype(dtype)
 
 
+def _data_dataset(group, name: str, shape: tuple, dtype, chunk_frames: int, filt: dict):
+    """The growable ``(0, *shape)`` data dataset of a run file (one definition for
+    :func:`write_hdf5_run` and :class:`ChunkEncoder`, so their chunks are interchangeable)."""
+    return group.create_dataset(name, shape=(0,) + tuple(shape), maxshape=(None,) + tuple(shape),
+                                dtype=dtype, chunks=(chunk_frames,) + tuple(shape), **filt)
+
+
+def chunk_layout(ds) -> tuple:
+    """What must match for a compressed chunk of ``ds`` to be valid in another dataset: dtype,
+    chunk shape and filter pipeline (filter ids and parameters)."""
+    pl = ds.id.get_create_plist()
+    pipeline = tuple((f[0], tuple(f[2])) for f in (pl.get_filter(i) for i in range(pl.get_nfilters())))
+    return (ds.dtype.str, ds.chunks, pipeline)
+
+
+@dataclass
+class EncodedFrame:
+    """A frame ready for a run file: its data as one compressed chunk, nothing to decode.
+
+    Made by :meth:`ChunkEncoder.encode`; written by :func:`write_hdf5_run` as it is. It has the
+    attributes of a :class:`~xtalscreen.io.frame.Frame` that the writer reads (``shape``,
+    ``mask``, ``source``, ``index``, ``dtype``, the metadata, ``label``) but no pixel array, so
+    sending one between processes costs the compressed bytes plus one bit per pixel.
+
+    Attributes
+    ----------
+    chunk : (int, bytes)
+        ``(filter_mask, compressed bytes)`` of the frame's data chunk (``read_direct_chunk``).
+    layout : tuple
+        :func:`chunk_layout` of the dataset the chunk was made for; the writer refuses a chunk
+        whose layout differs from its own.
+    shape : tuple of int
+    mask_bits : ndarray of uint8
+        ``np.packbits`` of the mask (True = bad).
+    """
+
+    chunk: tuple
+    layout: tuple
+    shape: tuple
+    mask_bits: np.ndarray
+    source: str = ""
+    index: int = 0
+    format: str = ""
+    detector: str = ""
+    pixel_size: float | None = None
+    distance: float | None = None
+    wavelength: float | None = None
+    beam_center: tuple | None = None
+    exposure: float | None = None
+    dtype: str = ""
+    geometry: Any = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        n = int(np.prod(self.shape))
+        return np.unpackbits(self.mask_bits, count=n).view(bool).reshape(self.shape)
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} (frame {self.index})" if self.source else f"frame {self.index}"
+
+    @property
+    def data(self):
+        raise TypeError(f"{self.label}: an EncodedFrame holds compressed data only; read it back "
+                        "from the run file it was written to")
+
+
+class ChunkEncoder:
+    """Compress frames into :class:`EncodedFrame` records for a :func:`write_hdf5_run` file.
+
+    The chunk is made by the same HDF5 dataset definition the writer uses (in an in-memory
+    HDF5 file), so it is exactly what :func:`write_hdf5_run` would store. Use it where the
+    frames are (a worker process) and send the records to the process that writes the file.
+
+    Parameters
+    ----------
+    compression : str or None, keyword-only
+        As in :func:`write_hdf5_run` (default bitshuffle-LZ4).
+    raw_chunk : callable, keyword-only
+        ``raw_chunk(frame, dataset) -> (filter_mask, bytes) or None``, as in
+        :func:`write_hdf5_run`: a chunk already encoded for ``dataset`` (e.g. the frame's own
+        compressed chunk in its source file), used instead of compressing the frame again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xtalscreen.io.frame import Frame
+    >>> enc = ChunkEncoder()
+    >>> e = enc.encode(Frame(np.zeros((4, 6), np.float32), source="a.h5", index=3))
+    >>> e.shape, e.label, e.mask.any()
+    ((4, 6), 'a.h5 (frame 3)', np.False_)
+    >>> enc.close()
+    """
+
+    #: the in-memory file is started afresh once it holds this many bytes (HDF5 does not always
+    #: reuse the space of overwritten chunks)
+    max_bytes = 256 * 2**20
+
+    def __init__(self, *, compression: str | None = "bitshuffle-lz4", raw_chunk=None) -> None:
+        self.filt = _filter(compression)
+        self.raw_chunk = raw_chunk
+        self._file = None
+        self._ds: dict = {}
+
+    def _dataset(self, shape: tuple):
+        import h5py
+
+        if self._file is not None and self._file.id.get_filesize() > self.max_bytes:
+            self.close()
+        if self._file is None:
+            self._file = h5py.File(f"xtalscreen-encoder-{os.getpid()}-{id(self)}", "w", driver="core",
+                                   backing_store=False)
+        if shape not in self._ds:
+            ds = _data_dataset(self._file, f"d{len(self._ds)}", shape, np.float32, 1, self.filt)
+            ds.resize(1, axis=0)
+            self._ds[shape] = (ds, chunk_layout(ds))
+        return self._ds[shape]
+
+    def encode(self, frame: Frame) -> EncodedFrame:
+        """The frame's data compressed as one chunk, its mask packed, its metadata."""
+        ds, layout = self._dataset(tuple(frame.shape))
+        rc = self.raw_chunk(frame, ds) if self.raw_chunk is not None else None
+        if rc is None:
+            ds[0] = frame.data
+            rc = ds.id.read_direct_chunk((0,) * ds.ndim)
+        return EncodedFrame(
+            chunk=(int(rc[0]), bytes(rc[1])), layout=layout, shape=tuple(frame.shape),
+            mask_bits=np.packbits(frame.mask), source=frame.source, index=frame.index,
+            format=frame.format, detector=frame.detector, pixel_size=frame.pixel_size,
+            distance=frame.distance, wavelength=frame.wavelength, beam_center=frame.beam_center,
+            exposure=frame.exposure, dtype=frame.dtype, geometry=frame.geometry)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._ds = {}
+
+    def __enter__(self) -> "ChunkEncoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _same_mask(fr, first_mask: np.ndarray, first_bits) -> bool:
+    """Whether ``fr``'s mask is the run's first mask (packed bits compared when both are
+    encoded frames: no unpacking)."""
+    if first_bits is not None and isinstance(fr, EncodedFrame):
+        return np.array_equal(fr.mask_bits, first_bits)
+    return np.array_equal(fr.mask, first_mask)
+
+
 def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
                    compression: str | None = "bitshuffle-lz4", chunk_frames: int = 1,
                    dtype=None, overwrite: bool = False, raw_chunk=None) -> int:
@@ -79,8 +241,10 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
 
     Parameters
     ----------
-    frames : iterable of Frame
-        All of one shape; e.g. ``open_frames("cbf_folder/")``.
+    frames : iterable of Frame or EncodedFrame
+        All of one shape; e.g. ``open_frames("cbf_folder/")``. An :class:`EncodedFrame` is
+        written as its compressed chunk (its layout must be this file's: float32, one frame per
+        chunk, the same ``compression``).
     path : str or path-like
         Output file (``.h5``); refused if it exists unless ``overwrite``.
     compression : {"bitshuffle-lz4", "lz4", "gzip", None}, keyword-only
@@ -130,16 +294,17 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
             beam.attrs["NX_class"] = "NXbeam"
             str_t = h5py.string_dtype()
             ds = mask_ds = None
-            first_mask = None
+            first_mask = first_bits = None
             shape = None
             cols: dict[str, h5py.Dataset] = {}
             for fr in frames:
                 if shape is None:
                     shape = fr.shape
-                    ds = g.create_dataset("data", shape=(0,) + shape, maxshape=(None,) + shape,
-                                          dtype=dt, chunks=(chunk_frames,) + shape, **filt)
+                    ds = _data_dataset(g, "data", shape, dt, chunk_frames, filt)
+                    layout = chunk_layout(ds)
                     ds.attrs["original_dtype"] = fr.dtype
                     first_mask = fr.mask.copy()
+                    first_bits = fr.mask_bits if isinstance(fr, EncodedFrame) else None
                     for name, kind in (("source", str_t), ("source_index", np.int64),
                                        ("original_dtype", str_t)):
                         cols["/entry/data/" + name] = g.create_dataset(
@@ -163,13 +328,20 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
                                      "run file holds one detector's frames", path=fr.source or None,
                                      frame=fr.index)
                 ds.resize(n + 1, axis=0)
-                rc = raw_chunk(fr, ds) if raw_chunk is not None and chunk_frames == 1 else None
+                if isinstance(fr, EncodedFrame):
+                    if fr.layout != layout:
+                        raise InputError(f"{fr.label}: its compressed chunk was made for another "
+                                         f"layout {fr.layout}, not this file's {layout}; encode it "
+                                         "with the same compression and dtype", path=p)
+                    rc = fr.chunk
+                else:
+                    rc = raw_chunk(fr, ds) if raw_chunk is not None and chunk_frames == 1 else None
                 if rc is not None:
                     ds.id.write_direct_chunk((n,) + (0,) * len(shape), rc[1], rc[0])
                 else:
                     ds[n] = _cast(fr.data, dt, fr.label)
                 # mask: one copy while constant, per frame from the first change on
-                if mask_ds is None and not np.array_equal(fr.mask, first_mask):
+                if mask_ds is None and not _same_mask(fr, first_mask, first_bits):
                     mask_ds = g.create_dataset("mask", shape=(n + 1,) + shape,
                                                maxshape=(None,) + shape, dtype=np.uint8,
                                                chunks=(1,) + shape, **filt)

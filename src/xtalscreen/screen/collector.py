@@ -1,8 +1,9 @@
 """Collecting: one node aggregates the results, writes the outputs and reports progress.
 
 The engine calls a :class:`Collector` in this order: :meth:`~Collector.start` once;
-:meth:`~Collector.add` once per frame, in reading order, with the raw frame when it is kept
-(for ``hits.h5``); :meth:`~Collector.bad` once per skipped file/frame/message;
+:meth:`~Collector.add` once per frame, in reading order, with the frame when it is kept
+(for ``hits.h5``: a :class:`~xtalscreen.io.frame.Frame`, or an
+:class:`~xtalscreen.io.writers.EncodedFrame` from a worker process); :meth:`~Collector.bad` once per skipped file/frame/message;
 :meth:`~Collector.finish` once at the end (also after an error, to close files).
 
 :class:`FileCollector` writes into ``out``:
@@ -17,11 +18,12 @@ The engine calls a :class:`Collector` in this order: :meth:`~Collector.start` on
                  ... (listed in the summary). No kept frame: no ``hits.h5``;
 ``bad.txt``      one line per skipped item.
 
-With worker processes the kept frames do not come back to the collector: each worker writes
-them, compressed, to its own part files in ``out/.hits_parts/`` and the engine hands the parts
-over in reading order (:meth:`FileCollector.add_part`); :meth:`~FileCollector.finish` joins
-them into ``hits.h5`` by copying the compressed chunks (:func:`merge_parts`, no decompression),
-so the file is the same as with one process.
+With worker processes the kept frames do not come back as pixel arrays: each worker compresses
+them where it read them (:class:`~xtalscreen.io.writers.ChunkEncoder`; a frame read from an
+HDF5 run of the same layout keeps its compressed source chunk) and sends
+:class:`~xtalscreen.io.writers.EncodedFrame` records, which the collector writes into
+``hits.h5`` with direct chunk writes as they arrive, in reading order. The file is the same as
+with one process, and it is written during the run, not joined at the end.
 
 It prints a live hit rate on stderr (every ``live_every`` seconds) and warns once per file about
 a missing beam centre or a detector far from what the model was trained on.
@@ -32,7 +34,6 @@ from __future__ import annotations
 import csv
 import os
 import queue
-import shutil
 import sys
 import threading
 import time
@@ -42,7 +43,7 @@ from typing import Any, Callable, Protocol
 
 from xtalscreen.errors import InputError
 
-__all__ = ["Collector", "FileCollector", "Summary", "merge_parts"]
+__all__ = ["Collector", "FileCollector", "Summary"]
 
 
 @dataclass
@@ -103,145 +104,9 @@ class Collector(Protocol):
 
     def add(self, result, frame=None) -> None: ...
 
-    def part_dir(self) -> str:
-        """Folder for worker part files of the kept frames (created; removed by :meth:`finish`)."""
-        ...
-
-    def add_part(self, shape, path, n: int) -> None:
-        """A worker wrote ``n`` kept frames of ``shape`` to the part file ``path``.
-
-        Call after :meth:`add` of the results of the same work unit, parts in reading order.
-        """
-        ...
-
     def bad(self, line: str) -> None: ...
 
     def finish(self) -> Summary: ...
-
-
-def _pipeline(ds) -> tuple:
-    """The dataset's filter pipeline (ids and parameters), to tell raw chunks apart."""
-    pl = ds.id.get_create_plist()
-    return tuple((f[0], tuple(f[2])) for f in (pl.get_filter(i) for i in range(pl.get_nfilters())))
-
-
-def _raw_copy_ok(a, b) -> bool:
-    """Whether compressed chunks of ``b`` can be copied as they are into ``a``."""
-    return (a.dtype == b.dtype and a.chunks == b.chunks and a.chunks is not None
-            and a.chunks[0] == 1 and _pipeline(a) == _pipeline(b))
-
-
-def _append_run(dst, src, cache: dict | None = None) -> None:
-    """Append the frames of run file ``src`` to run file ``dst`` (open h5py Files, same layout).
-
-    Data (and per-frame mask) chunks are copied compressed with direct chunk I/O; per-frame
-    columns are concatenated; a constant mask becomes per-frame when the two files differ.
-    """
-    import numpy as np
-
-    from xtalscreen.io.writers import _filter
-
-    d_ds, s_ds = dst["/entry/data/data"], src["/entry/data/data"]
-    n0, k = d_ds.shape[0], s_ds.shape[0]
-    if d_ds.shape[1:] != s_ds.shape[1:]:
-        raise InputError(f"part of shape {s_ds.shape[1:]} cannot join a run of shape "
-                         f"{d_ds.shape[1:]}", path=src.filename)
-    zeros = (0,) * (d_ds.ndim - 1)
-    d_ds.resize(n0 + k, axis=0)
-    direct = _raw_copy_ok(d_ds, s_ds)
-    for j in range(k):
-        if direct:
-            fmask, chunk = s_ds.id.read_direct_chunk((j,) + zeros)
-            d_ds.id.write_direct_chunk((n0 + j,) + zeros, chunk, fmask)
-        else:
-            d_ds[n0 + j] = s_ds[j]
-    # mask: constant (H, W) or per frame (N, H, W)
-    g = dst["/entry/data"]
-    d_m, s_m = g["mask"], src["/entry/data/mask"]
-    per_frame = d_m.ndim == d_ds.ndim
-    cache = {} if cache is None else cache
-    if not per_frame and "mask" not in cache:
-        cache["mask"] = d_m[()]  # the run's constant mask, read once per merge
-    if not per_frame and s_m.ndim == d_m.ndim and np.array_equal(cache["mask"], s_m[()]):
-        pass  # both constant and equal: nothing to add
-    else:
-        if not per_frame:  # the run's constant mask becomes per frame
-            first = cache.pop("mask")
-            attrs = dict(d_m.attrs)
-            del g["mask"]
-            d_m = g.create_dataset("mask", shape=(n0,) + first.shape, maxshape=(None,) + first.shape,
-                                   dtype=np.uint8, chunks=(1,) + first.shape,
-                                   **_filter("bitshuffle-lz4"))
-            for kk, v in attrs.items():
-                d_m.attrs[kk] = v
-            for j in range(n0):
-                d_m[j] = first
-        d_m.resize(n0 + k, axis=0)
-        if s_m.ndim == d_m.ndim:
-            same = _raw_copy_ok(d_m, s_m)
-            for j in range(k):
-                if same:
-                    fmask, chunk = s_m.id.read_direct_chunk((j,) + zeros)
-                    d_m.id.write_direct_chunk((n0 + j,) + zeros, chunk, fmask)
-                else:
-                    d_m[n0 + j] = s_m[j]
-        else:
-            m = s_m[()]
-            for j in range(k):
-                d_m[n0 + j] = m
-    # per-frame columns: every growable 1-D dataset of length n0
-    cols = []
-
-    def visit(name, obj):
-        if (hasattr(obj, "shape") and obj.ndim == 1 and obj.maxshape[0] is None
-                and obj.shape[0] == n0 and name in src):
-            cols.append(name)
-
-    dst.visititems(visit)
-    for name in cols:
-        c = dst[name]
-        c.resize(n0 + k, axis=0)
-        c[n0:] = src[name][()]
-
-
-def merge_parts(parts, path) -> int:
-    """Join HDF5 run part files (:func:`xtalscreen.io.write_hdf5_run` layout) into one run file.
-
-    Parameters
-    ----------
-    parts : sequence of path
-        Part files of one frame shape, in the order their frames go into ``path``. They are
-        consumed (the first one is moved, the others are deleted).
-    path : path
-        Output run file (written to ``path + ".part"``, then renamed).
-
-    Returns
-    -------
-    int
-        Frames in ``path``.
-    """
-    import h5py
-
-    parts = [os.fspath(x) for x in parts]
-    if not parts:
-        raise InputError("no part files to merge", path=os.fspath(path))
-    tmp = os.fspath(path) + ".part"
-    os.replace(parts[0], tmp)
-    try:
-        with h5py.File(tmp, "a") as dst:
-            cache: dict = {}
-            for q in parts[1:]:
-                with h5py.File(q, "r") as src:
-                    _append_run(dst, src, cache)
-            n = int(dst["/entry/data/data"].shape[0])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    for q in parts[1:]:
-        if os.path.exists(q):
-            os.remove(q)
-    return n
 
 
 class _RunWriter:
@@ -323,7 +188,6 @@ class FileCollector:
                                         "hits_lst": str(self.out / "hits.lst"), "hits_h5": [],
                                         "bad": str(self.out / "bad.txt")})
         self._writers: dict[tuple, _RunWriter] = {}
-        self._parts: dict[tuple, list] = {}  # shape -> part files from worker processes
         self._outputs: dict[tuple, Path] = {}  # shape -> hits.h5 / hits_N.h5
         self._warned: set = set()
         self._t0 = time.perf_counter()
@@ -370,23 +234,6 @@ class FileCollector:
         self._write_s += time.perf_counter() - t0
         self._tick()
 
-    def part_dir(self) -> str:
-        """Folder for worker part files of the kept frames (created; removed by :meth:`finish`)."""
-        d = self.out / ".hits_parts"
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
-        return str(d)
-
-    def add_part(self, shape, path, n: int) -> None:
-        """A worker wrote ``n`` kept frames of ``shape`` to the part file ``path``.
-
-        Call after :meth:`add` of the results of the same work unit, parts in reading order.
-        """
-        if self.write_hits:
-            self._output(tuple(shape))
-            self._parts.setdefault(tuple(shape), []).append(str(path))
-
     def bad(self, line: str) -> None:
         self.summary.bad_items.append(str(line))
         self._bad.write(f"{line}\n")
@@ -411,14 +258,6 @@ class FileCollector:
                 w.close()
             except Exception as exc:  # noqa: BLE001 - reported below, never swallowed
                 errors.append(f"{w.path}: {exc}")
-        for shape, parts in self._parts.items():
-            try:
-                merge_parts(parts, self._outputs[shape])
-            except Exception as exc:  # noqa: BLE001 - reported below, never swallowed
-                errors.append(f"{self._outputs[shape]}: {exc}")
-        self._parts.clear()
-        if (self.out / ".hits_parts").exists():
-            shutil.rmtree(self.out / ".hits_parts", ignore_errors=True)
         self._write_s += time.perf_counter() - t0
         s = self.summary
         s.seconds = time.perf_counter() - self._t0
@@ -437,7 +276,7 @@ class FileCollector:
         return path
 
     def _writer(self, frame) -> _RunWriter:
-        key = tuple(frame.data.shape)
+        key = tuple(frame.shape)
         w = self._writers.get(key)
         if w is None:
             w = self._writers[key] = _RunWriter(self._output(key))

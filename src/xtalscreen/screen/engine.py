@@ -151,18 +151,16 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
                 tasks = (("frames", b) for b in _batches(src.frames(), batch))
             ro = dict(src.read_options) if isinstance(src, FileSource) else {}
             ro.pop("frames", None)  # the chunks already select the frames
-            part_dir = collector.part_dir() if write_hits else None
-            for results, bad, parts, tm in run_pool(tasks, workers=workers, model_path=meta["path"],
-                                                    threshold=threshold,
-                                                    spot_params=(spot_params or {}) if spots else None,
-                                                    read_options=ro, part_dir=part_dir,
-                                                    device=device):
+            for results, bad, encoded, tm in run_pool(tasks, workers=workers, model_path=meta["path"],
+                                                      threshold=threshold,
+                                                      spot_params=(spot_params or {}) if spots else None,
+                                                      read_options=ro, write_hits=write_hits,
+                                                      device=device):
                 for line in bad:
                     collector.bad(line)
+                kept = iter(encoded)  # the kept frames, compressed by the worker, in order
                 for r in results:
-                    collector.add(r)
-                for shape, path, n in parts:  # the kept frames, written by the worker
-                    collector.add_part(shape, path, n)
+                    collector.add(r, next(kept, None) if r.kept else None)
                 collector.flush()
                 timings.add(Timings(**tm))
     finally:

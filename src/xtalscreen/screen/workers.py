@@ -3,8 +3,10 @@
 :class:`FrameProcessor` turns a batch of frames into :class:`FrameResult` records. It runs in
 the engine's process (``workers=1``) or in each of ``N`` worker processes (``workers=N``, see
 :func:`run_pool`), where each process reads its own ``(file, frames)`` chunks, so only the small
-result records travel between processes: with ``hits.h5`` on, each worker writes the frames
-it keeps to its own HDF5 part files (compressed there) and returns their paths.
+result records travel between processes: with ``hits.h5`` on, each worker compresses the frames
+it keeps (:class:`~xtalscreen.io.writers.ChunkEncoder`; a frame from an HDF5 run of the same
+layout keeps its compressed source chunk, :class:`SourceChunks`) and returns them as
+:class:`~xtalscreen.io.writers.EncodedFrame` records for the collector to write.
 Results come back in reading order either way, so ``--workers 2`` writes the same files as 1.
 
 Decisions (paper 001, Table 3: Hit and Maybe are added, then compared with Miss):
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["FrameResult", "FrameProcessor", "NoSpots", "SpotCounter", "class_weights", "run_pool",
-           "write_parts", "SourceChunks"]
+           "encode_kept", "SourceChunks"]
 
 DECISIONS = ("hit", "maybe", "miss", "bad")
 #: reader formats whose files hold many frames (CrystFEL lists name them ``path //N``)
@@ -192,7 +194,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(model_path: str, threshold: float, spot_params, read_options: dict,
-                 part_dir: str | None = None, device: str = "cpu") -> None:
+                 write_hits: bool = False, device: str = "cpu") -> None:
     import torch
 
     from xtalscreen.io.memory import keep_freed_memory
@@ -205,20 +207,28 @@ def _init_worker(model_path: str, threshold: float, spot_params, read_options: d
     _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
                                     device=device)
     _STATE["read"] = read_options
-    _STATE["part_dir"] = part_dir
-    _STATE["parts"] = 0
+    _STATE["write_hits"] = write_hits
 
 
 #: reader options that change the pixel values (the source's raw chunks are then not the data)
 _VALUE_OPTIONS = ("dark", "gain", "low_gain_map")
 
 
-class SourceChunks:
-    """``raw_chunk`` hook of :func:`xtalscreen.io.write_hdf5_run`: the source file's own chunk.
+def _raw_copy_ok(a, b) -> bool:
+    """Whether compressed chunks of dataset ``b`` are valid, as they are, in dataset ``a``
+    (one frame per chunk, same dtype, chunk shape and filter pipeline)."""
+    from xtalscreen.io.writers import chunk_layout
 
-    A frame read from an HDF5 run whose data dataset has the layout of the part being written
-    (float32, one chunk per frame, the same filter pipeline, e.g. bitshuffle-LZ4 as written by
-    :func:`~xtalscreen.io.write_hdf5_run`) is copied as its compressed chunk, so it is neither
+    return a.chunks is not None and a.chunks[0] == 1 and chunk_layout(a) == chunk_layout(b)
+
+
+class SourceChunks:
+    """``raw_chunk`` hook of :class:`~xtalscreen.io.writers.ChunkEncoder` (and of
+    :func:`~xtalscreen.io.write_hdf5_run`): the source file's own compressed chunk.
+
+    A frame read from an HDF5 run whose data dataset has the layout being written (float32,
+    one chunk per frame, the same filter pipeline, e.g. bitshuffle-LZ4 as written by
+    :func:`~xtalscreen.io.write_hdf5_run`) is taken as its compressed chunk, so it is neither
     decompressed nor compressed again. Anything else (other formats, dtypes, filters, chunking,
     multi-file or external data, dark/gain corrections) returns None: the frame is encoded.
     """
@@ -228,8 +238,6 @@ class SourceChunks:
 
     def __call__(self, frame, dataset):
         import h5py
-
-        from xtalscreen.screen.collector import _raw_copy_ok
 
         meta = frame.meta or {}
         name = meta.get("dataset")
@@ -254,46 +262,35 @@ class SourceChunks:
         self._files.clear()
 
 
-def write_parts(frames: list, part_dir: str, stem: str, *,
-                raw_chunks: bool = True) -> list[tuple[tuple, str, int]]:
-    """Write ``frames`` (kept frames, in order) to HDF5 part files, one per frame shape.
+def encode_kept(frames: list, *, raw_chunks: bool = True) -> list:
+    """The kept ``frames`` as :class:`~xtalscreen.io.writers.EncodedFrame` records (same order).
 
-    Each part is a :func:`xtalscreen.io.write_hdf5_run` file (bitshuffle-LZ4, one chunk per
-    frame), so any compression happens in the worker that read the frames and the collector
-    only concatenates compressed chunks (:func:`xtalscreen.screen.collector.merge_parts`).
-    With ``raw_chunks`` a frame read from an HDF5 file of the same layout is copied as its
-    compressed source chunk (:class:`SourceChunks`); pass False when the reader changed the
-    pixel values (dark/gain corrections).
-
-    Returns
-    -------
-    list of (shape, path, n_frames)
-        In the order in which each shape first occurs in ``frames``.
+    Each frame is compressed here, in the process that read it, as one bitshuffle-LZ4 chunk of
+    the ``hits.h5`` layout; with ``raw_chunks`` a frame read from an HDF5 run of that layout is
+    taken as its compressed source chunk (:class:`SourceChunks`). Pass False when the reader
+    changed the pixel values (dark/gain corrections).
     """
-    from xtalscreen.io.writers import write_hdf5_run
+    from xtalscreen.io.writers import ChunkEncoder
 
-    by_shape: dict[tuple, list] = {}
-    for f in frames:
-        by_shape.setdefault(tuple(f.data.shape), []).append(f)
-    out = []
     hook = SourceChunks() if raw_chunks else None
+    enc = _STATE.get("encoder")
+    if enc is None:
+        enc = _STATE["encoder"] = ChunkEncoder()
+    enc.raw_chunk = hook
     try:
-        for k, (shape, group) in enumerate(by_shape.items()):
-            path = os.path.join(part_dir, f"{stem}_{k}.h5")
-            n = write_hdf5_run(group, path, overwrite=True, raw_chunk=hook)
-            out.append((shape, path, n))
+        return [enc.encode(f) for f in frames]
     finally:
+        enc.raw_chunk = None
         if hook is not None:
             hook.close()
-    return out
 
 
 def _work_chunk(task) -> tuple[list, list, list, dict]:
     """One unit of work in a worker: ``("read", path, indices)`` or ``("frames", frames)``.
 
-    Returns (results, bad item lines, hit part files ``[(shape, path, n)]``, timings dict).
-    The kept frames never travel back: with a part folder (hits.h5 on) the worker writes them
-    to its own part files (:func:`write_parts`).
+    Returns (results, bad item lines, the kept frames as EncodedFrame records (empty unless
+    hits.h5 is written), timings dict). The kept frames travel back compressed
+    (:func:`encode_kept`), never as pixel arrays.
     """
     from xtalscreen.errors import InputError
     from xtalscreen.io import open_frames
@@ -318,23 +315,21 @@ def _work_chunk(task) -> tuple[list, list, list, dict]:
     results = proc.process(frames) if frames else []
     tm = proc.timings
     tm.read = read_s
-    parts: list = []
+    encoded: list = []
     kept = [f for f, r in zip(frames, results) if r.kept]
-    if _STATE["part_dir"] is not None and kept:
+    if _STATE["write_hits"] and kept:
         t1 = time.perf_counter()
-        _STATE["parts"] += 1
         raw = task[0] == "read" and not any(_STATE["read"].get(k) is not None for k in _VALUE_OPTIONS)
-        parts = write_parts(kept, _STATE["part_dir"], f"part_{os.getpid()}_{_STATE['parts']}",
-                            raw_chunks=raw)
+        encoded = encode_kept(kept, raw_chunks=raw)
         tm.write = time.perf_counter() - t1
-    return results, bad, parts, tm.__dict__
+    return results, bad, encoded, tm.__dict__
 
 
 def run_pool(tasks, *, workers: int, model_path: str, threshold: float, spot_params,
-             read_options: dict, part_dir: str | None = None, device: str = "cpu"):
+             read_options: dict, write_hits: bool = False, device: str = "cpu"):
     """Run ``tasks`` on ``workers`` processes; yields ``_work_chunk`` outputs in task order.
 
-    ``part_dir``: folder where the workers write the kept frames (None: not written).
+    ``write_hits``: the workers return the kept frames, compressed, for ``hits.h5``.
     ``device``: where each worker runs inference; with a GPU every worker holds its own CUDA
     context, and the workers are started with ``spawn`` (CUDA cannot be used after ``fork``).
     """
@@ -343,6 +338,6 @@ def run_pool(tasks, *, workers: int, model_path: str, threshold: float, spot_par
     fork = "fork" in mp.get_all_start_methods() and os.name == "posix" and not str(device).startswith("cuda")
     ctx = mp.get_context("fork" if fork else "spawn")
     with ctx.Pool(workers, initializer=_init_worker,
-                  initargs=(model_path, threshold, spot_params, read_options, part_dir,
+                  initargs=(model_path, threshold, spot_params, read_options, bool(write_hits),
                             str(device))) as pool:
         yield from pool.imap(_work_chunk, tasks, chunksize=1)
