@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-shift", type=int, default=32)
     ap.add_argument("--bin", default="auto")
     ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
+    ap.add_argument("--unbinned-up-to", type=int, default=1,
+                    help="keep detectors whose auto factor is at most this at full resolution")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batches-per-epoch", type=int, default=40)
     ap.add_argument("--lr", type=float, default=0.002)
@@ -88,9 +90,10 @@ def main(argv=None) -> int:
         tdm.simulate(work / "raw", args.frames, args.seed, 2)
     bin_arg = args.bin if args.bin == "auto" else int(args.bin)
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
-                               lcn_window=9, max_shift=args.max_shift)
-    reduced = work / f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
-    tdm.reduce(work / "raw", reduced, shipped=shipped, window=args.img_size + 2 * args.max_shift)
+                               lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to)
+    reduced = work / (f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
+                      + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else ""))
+    tdm.reduce(work / "raw", reduced, shipped=shipped, margin=args.max_shift)
     data = load_labels(reduced, target=args.target)
     presets = np.array([m["preset"] for m in data.meta])
     train_p = args.train_presets.split(",")
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(model=args.model, img_size=args.img_size, target=args.target, epochs=args.epochs,
                       model_kwargs={"widths": [int(v) for v in args.widths.split(",")]}, optimizer="adamw",
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
-                      preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
+                      preprocess=tdm.training_preprocess(shipped, args.max_shift),
                       patience=args.patience, seed=args.seed, device="cpu")
     name = Path(args.out).name
     t1 = time.perf_counter()

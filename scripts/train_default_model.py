@@ -13,7 +13,9 @@ Steps
    auto``: the smallest factor that fits the whole detector into the ``img_size`` input -- 2 for
    the 512 px DiffraNet CCD, 7 for the CSPAD and the Pilatus 2M at 256 px; ``--bin-reduce
    max``: keep each block's brightest pixel, so a one-pixel spot survives the binning; masked
-   pixels left out), and cut a (crop + 2 * max_shift)^2 window around the beam. Cropping the
+   pixels left out; ``--unbinned-up-to 2``: a detector whose factor would be at most 2 -- the
+   DiffraNet CCD -- is not binned but cut at full resolution to 2 x crop = 512 px), and cut the
+   detector's input size + 2 * max_shift window around the beam. Cropping the
    random-shift window out of this reduced frame is *exactly* what the shipped preprocessing
    (same binning, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead
    of 2.3 Mpx per item. (Session 1 used a fixed 2 x 2 sum: a 256 px crop then showed only the
@@ -95,28 +97,31 @@ def simulate(raw: Path, n: int, seed: int, workers: int, classes=None):
 _REDUCE: dict = {}
 
 
-def _reduce_init(raw: str, shipped_dict: dict, window: int) -> None:
+def _reduce_init(raw: str, shipped_dict: dict, margin: int) -> None:
     from xtalscreen.preprocess import PreprocessConfig
     from xtalscreen.train import FrameDataset, load_labels
 
     shipped = PreprocessConfig.from_dict(shipped_dict)
-    cfg = shipped.replace(crop=(window, window), contrast="none")
+    cfg = shipped.replace(contrast="none")
     _REDUCE.update(ds=FrameDataset(load_labels(raw, target="ke"), cfg), cfg=cfg, shipped=shipped,
-                   window=window)
+                   margin=margin)
 
 
 def _reduce_one(i: int):
-    """Frame ``i`` of the raw set assembled, binned and cut to the training window."""
+    """Frame ``i`` of the raw set assembled, binned and cut to the training window: the
+    shipped input size for this detector (:meth:`PreprocessConfig.plan`) plus ``margin`` pixels
+    on each side for the random shifts."""
     from xtalscreen.io.frame import Frame
     from xtalscreen.preprocess import bin_image, center_crop, crop_origin
 
-    ds, cfg, shipped, window = (_REDUCE[k] for k in ("ds", "cfg", "shipped", "window"))
+    ds, cfg, shipped, margin = (_REDUCE[k] for k in ("ds", "cfg", "shipped", "margin"))
     f = ds.read(i)
     img, mask = f.assembled()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         c = cfg._frame_center(f, img.shape)
-    bin_ = shipped.bin_for(img.shape)
+    bin_, size = shipped.plan(img.shape)
+    window = (size[0] + 2 * margin, size[1] + 2 * margin)
     b, bm = bin_image(img, bin_, mask=mask, reduce=shipped.bin_reduce)
     cb = (c[0] / bin_, c[1] / bin_)
     r0, c0 = crop_origin(cb, window)
@@ -124,13 +129,14 @@ def _reduce_one(i: int):
     return Frame(crop, mask=cm, beam_center=(cb[0] - c0, cb[1] - r0), source=f.source, index=f.index)
 
 
-def reduce(raw: Path, red: Path, *, shipped, window: int, workers: int = 1) -> None:
-    """Assemble + bin + cut a ``window``^2 beam-centred patch of every frame (step 2).
+def reduce(raw: Path, red: Path, *, shipped, margin: int, workers: int = 1) -> None:
+    """Assemble + bin + cut a beam-centred window of every frame (step 2): the shipped input
+    size of its detector plus ``margin`` pixels on each side.
 
     ``shipped`` is the raw-frame :class:`PreprocessConfig` the model ships with; its binning
-    (factor from :meth:`~PreprocessConfig.bin_for` on the assembled image, ``bin_reduce``) is
+    and input size (:meth:`~PreprocessConfig.plan` on the assembled image, ``bin_reduce``) are
     applied here, so cropping the final window out of the reduced frame is what the shipped
-    preprocessing does on the raw frame. ``workers`` processes reduce frames; this process
+    preprocessing does on the raw frame (train with ``margin`` set, :func:`training_preprocess`). ``workers`` processes reduce frames; this process
     writes them in order (the result does not depend on ``workers``)."""
     from xtalscreen.io.writers import write_hdf5_run
     from xtalscreen.train import load_labels
@@ -142,7 +148,7 @@ def reduce(raw: Path, red: Path, *, shipped, window: int, workers: int = 1) -> N
     for i in range(len(data)):
         by_preset.setdefault(data.meta[i]["preset"], []).append(i)
     red.mkdir(parents=True, exist_ok=True)
-    init = (str(raw), shipped.to_dict(), window)
+    init = (str(raw), shipped.to_dict(), margin)
     pool = None
     if workers > 1:
         import multiprocessing as mp
@@ -168,6 +174,16 @@ def reduce(raw: Path, red: Path, *, shipped, window: int, workers: int = 1) -> N
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def training_preprocess(shipped, margin: int) -> dict:
+    """Preprocessing overrides for training on :func:`reduce` output: the shipped rules with
+    the binning already done (a reduced window never needs more than factor 1, and a detector
+    kept at full resolution keeps its larger input) and ``margin`` for the shift room."""
+    d = {"max_shift": margin, "lcn_window": shipped.lcn_window}
+    if shipped.unbinned_up_to > 1:
+        return {**d, "bin": "auto", "unbinned_up_to": shipped.unbinned_up_to, "margin": margin}
+    return {**d, "bin": 1}
 
 
 def hm_vs_miss(true: np.ndarray, pred: np.ndarray) -> dict:
@@ -257,6 +273,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bin", default="auto",
                     help="binning factor of the raw frames, or 'auto' (fit the detector into the input)")
     ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
+    ap.add_argument("--unbinned-up-to", type=int, default=2,
+                    help="detectors whose auto binning factor is at most this are kept at full "
+                         "resolution (a 512 px CCD: 512 px input); 1: bin every detector")
     ap.add_argument("--epochs", type=int, default=45)
     ap.add_argument("--batches-per-epoch", type=int, default=80)
     ap.add_argument("--lr", type=float, default=0.002)
@@ -294,12 +313,12 @@ def main(argv=None) -> int:
     print(f"simulated in {t_sim:.0f} s", flush=True)
     from xtalscreen.preprocess import PreprocessConfig
 
-    window = args.img_size + 2 * args.max_shift
     bin_arg = args.bin if args.bin == "auto" else int(args.bin)
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
-                               lcn_window=9, max_shift=args.max_shift)
-    reduced = work / f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
-    reduce(work / "raw", reduced, shipped=shipped, window=window, workers=args.sim_workers)
+                               lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to)
+    reduced = work / (f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
+                      + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else ""))
+    reduce(work / "raw", reduced, shipped=shipped, margin=args.max_shift, workers=args.sim_workers)
     t_red = time.perf_counter() - t0 - t_sim
     print(f"reduced in {t_red:.0f} s", flush=True)
 
@@ -307,11 +326,11 @@ def main(argv=None) -> int:
     init = None
     if args.init:
         # the shipped file's preprocessing bins raw frames; training reads frames already
-        # reduced by that binning, so the starting point gets the reduced-data settings (bin 1)
+        # reduced by that binning: the training settings below replace the binning rules
         imodel, ipp, imeta = load_model(args.init)
         init = work / "init_reduced.pt"
-        save_checkpoint(init, imodel, preprocess=ipp.replace(bin=1), classes=imeta["classes"],
-                        target="ke", epoch=0, best={}, config={})
+        save_checkpoint(init, imodel, preprocess=ipp.replace(**training_preprocess(shipped, args.max_shift)),
+                        classes=imeta["classes"], target="ke", epoch=0, best={}, config={})
         args.model = imodel.model_name or args.model
         args.widths = ",".join(str(v) for v in imodel.model_kwargs.get("widths", ())) or None
     if args.widths is None:
@@ -321,7 +340,7 @@ def main(argv=None) -> int:
                       model_kwargs={"widths": widths}, optimizer=args.optimizer,
                       balanced=args.balance,
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
-                      preprocess={"bin": 1, "max_shift": args.max_shift, "lcn_window": 9},
+                      preprocess=training_preprocess(shipped, args.max_shift),
                       patience=args.patience, seed=args.seed, device=args.device,
                       workers=args.loader_workers, init=None if init is None else str(init))
     t1 = time.perf_counter()
@@ -332,7 +351,8 @@ def main(argv=None) -> int:
 
     # ship: same weights, raw-frame preprocessing (the binning before the identical crop)
     model, pp, meta = load_model(res.best_path)
-    shipped_pp = pp.replace(bin=shipped.bin, bin_reduce=shipped.bin_reduce)
+    shipped_pp = pp.replace(bin=shipped.bin, bin_reduce=shipped.bin_reduce, margin=0,
+                            unbinned_up_to=shipped.unbinned_up_to)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ship = out / "default_ke.pt"

@@ -111,6 +111,11 @@ def test_saliency_png_and_embedding(tmp_path):
     x = rng.random((12, 1, 8, 8)).astype(np.float32)
     f = features(_Tiny(), x)
     assert f.shape == (12, 2)
+    # inputs of two sizes (a small detector at full resolution): each size in its own batches
+    mixed = [x[0], rng.random((1, 16, 16)).astype(np.float32), x[1]]
+    fm = features(_Tiny(), mixed, batch_size=1)
+    np.testing.assert_allclose(fm[[0, 2]], f[:2], rtol=1e-6)
+    np.testing.assert_allclose(fm[1], [mixed[1][..., :4].mean(), mixed[1][..., 4:].mean()], rtol=1e-5)
     xy = tsne_2d(f, rng=0)
     assert xy.shape == (12, 2) and np.isfinite(xy).all()
     np.testing.assert_array_equal(xy, tsne_2d(f, rng=0))

@@ -94,9 +94,37 @@ def test_dict_round_trip_through_json():
     cfg = PreprocessConfig(bin=1, crop=(350, 350), contrast="linear", lcn_window=7,
                            scale_range=(0.9, 1.1), channels=2)
     d = json.loads(json.dumps(cfg.to_dict()))
-    assert d["schema"] == 1
+    assert d["schema"] == 2
     assert PreprocessConfig.from_dict(d) == cfg
     assert PreprocessConfig.from_dict({}) == PreprocessConfig()
+    # a schema-1 dict (no unbinned_up_to / margin: models shipped before them) still reads
+    old = {k: v for k, v in d.items() if k not in ("unbinned_up_to", "margin")} | {"schema": 1}
+    assert PreprocessConfig.from_dict(old) == cfg
+
+
+def test_small_detectors_unbinned_at_full_resolution():
+    """``unbinned_up_to``: a detector whose auto factor is small keeps full resolution over the
+    same field of view; larger detectors are binned as before; ``margin`` plans on the image
+    that a training window was cut from."""
+    cfg = PreprocessConfig(bin="auto", crop=(64, 64), unbinned_up_to=2, contrast="none")
+    assert cfg.plan((128, 128)) == (1, (128, 128))    # f = 2: unbinned, 2 x crop
+    assert cfg.plan((100, 128)) == (1, (128, 128))
+    assert cfg.plan((64, 60)) == (1, (64, 64))        # fits: f = 1
+    assert cfg.plan((300, 300)) == (5, (64, 64))      # f = 5: binned
+    assert cfg.output_shape_for((128, 128)) == (1, 128, 128) and cfg.output_shape == (1, 64, 64)
+    f = _frame((128, 128), beam_center=(64.0, 64.0))
+    np.testing.assert_array_equal(cfg.apply(f)[0], f.data)  # every pixel, unbinned
+    assert cfg.apply(_frame((400, 380), beam_center=(190.0, 200.0))).shape == (1, 64, 64)
+    aug = cfg.apply(f, rng=1, augment=True)
+    assert aug.shape == (1, 128, 128)
+    # a training window with a 16-px shift margin around a 128-px field of view
+    win = cfg.replace(margin=16)
+    assert win.plan((160, 160)) == (1, (128, 128)) and win.plan((96, 96)) == (1, (64, 64))
+    with pytest.raises(ParameterError, match="different sizes"):
+        cfg.apply_batch([f, _frame((400, 380), beam_center=(190.0, 200.0))])
+    assert cfg.apply_batch([f, f]).shape == (2, 1, 128, 128)
+    # off by default: the 128 px detector is binned by 2 into the crop
+    assert PreprocessConfig(bin="auto", crop=(64, 64)).plan((128, 128)) == (2, (64, 64))
 
 
 def test_presets():
@@ -112,6 +140,7 @@ def test_presets():
     (dict(max_shift=-1), "max_shift"), (dict(scale_range=(0, 1)), "scale_range"),
     (dict(scale_range=1.0), "scale_range"),
     (dict(bin_reduce="median"), "bin_reduce"), (dict(bin="fit"), "bin"), (dict(bin=2.5), "bin"),
+    (dict(unbinned_up_to=0), "unbinned_up_to"), (dict(margin=-2), "margin"),
 ])
 def test_bad_settings_name_the_argument(kwargs, word):
     with pytest.raises(ParameterError, match=word):

@@ -271,3 +271,35 @@ def test_corrected_frames_are_written_corrected(tmp_path, run_h5, tiny_model):
     assert len(got) == 12
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g.data, w.data)  # not the raw source chunk
+
+
+def test_detectors_of_two_input_sizes_in_one_batch(tmp_path, frames_factory):
+    """A model with ``unbinned_up_to`` sees a small detector at full resolution (a larger
+    input) and a large one binned: one batch holding both is inferred per input size, with
+    the same results as screening each file alone, in one process or two."""
+    import torch
+
+    from xtalscreen.models import create_model
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train import save_checkpoint
+
+    torch.manual_seed(0)
+    pp = PreprocessConfig(bin="auto", crop=(32, 32), unbinned_up_to=2, bin_reduce="max")
+    model = tmp_path / "any_size.pt"
+    save_checkpoint(model, create_model("spotcount", num_classes=3, img_size=32), preprocess=pp,
+                    classes=("hit", "maybe", "miss"), target="ke")
+    small, large = tmp_path / "small.h5", tmp_path / "large.h5"
+    write_hdf5_run(frames_factory(5, (60, 64), beam_center=(32.0, 30.0)), small)  # 1 x (64, 64)
+    write_hdf5_run(frames_factory(5, (200, 180), seed=4), large)                 # 7 x (32, 32)
+    assert pp.output_shape_for((60, 64)) == (1, 64, 64) and pp.output_shape_for((200, 180)) == (1, 32, 32)
+    alone = []
+    for p in (small, large):
+        screen([p], out=tmp_path / p.stem, model=str(model), live=False)
+        alone += rows(tmp_path / p.stem)
+    for workers in (1, 2):
+        s = screen([small, large], out=tmp_path / f"both{workers}", model=str(model), batch=8,
+                   workers=workers, live=False)
+        assert s.frames == 10 and s.bad_frames == 0
+        both = rows(tmp_path / f"both{workers}")
+        assert [(r["file"], r["frame"], r["p_hit"]) for r in both] == \
+               [(r["file"], r["frame"], r["p_hit"]) for r in alone]

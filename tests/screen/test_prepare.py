@@ -15,7 +15,9 @@ from xtalscreen.screen.prepare import FastPreprocess
 @pytest.mark.parametrize("cfg", [PreprocessConfig(bin=2, crop=(64, 64)),
                                  PreprocessConfig(bin=3, crop=(40, 50), contrast="linear"),
                                  PreprocessConfig(bin=1, crop=(33, 33), bin_reduce="mean", channels=3),
-                                 PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="max")])
+                                 PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="max"),
+                                 PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="max",
+                                                  unbinned_up_to=4)])
 def test_monolithic_equals_reference(shape, center, cfg):
     rng = np.random.default_rng(1)
     data = rng.poisson(5.0, shape).astype(np.float32)
@@ -24,7 +26,7 @@ def test_monolithic_equals_reference(shape, center, cfg):
     f = Frame(data, mask=mask, beam_center=center)
     ref = cfg.apply(f)
     got = FastPreprocess(cfg)(f)
-    assert got.x.shape == ref.shape == cfg.output_shape
+    assert got.x.shape == ref.shape == cfg.output_shape_for(shape)
     np.testing.assert_allclose(got.x, ref, rtol=1e-5, atol=1e-5)
     assert not got.no_beam_center
 
@@ -39,7 +41,8 @@ def test_multipanel_cspad_equals_reference():
     mask = rng.random(shape) < 0.01
     for cfg in (PreprocessConfig(bin=2, crop=(96, 96)), PreprocessConfig(bin="auto", crop=(128, 128)),
                 PreprocessConfig(bin="auto", crop=(100, 120), bin_reduce="max"),
-                PreprocessConfig(bin=3, crop=(64, 64), bin_reduce="mean", contrast="none")):
+                PreprocessConfig(bin=3, crop=(64, 64), bin_reduce="mean", contrast="none"),
+                PreprocessConfig(bin="auto", crop=(256, 256), bin_reduce="max", unbinned_up_to=7)):
         fp = FastPreprocess(cfg)
         for bc in (None, (700.3, 910.8)):  # the geometry's beam centre, then an explicit one
             f = Frame(data, mask=mask, geometry=geom, beam_center=bc)

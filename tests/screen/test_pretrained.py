@@ -9,6 +9,7 @@ import pytest
 
 from xtalscreen.errors import InputError
 from xtalscreen.models.pretrained import load_default, model_card, resolve_model
+from xtalscreen.preprocess import PreprocessConfig
 
 
 def test_shipped_files_small_and_documented():
@@ -29,7 +30,7 @@ def test_load_default_offline():
     model, pp, meta = load_default()
     assert tuple(meta["classes"]) == ("hit", "maybe", "miss") and meta["target"] == "ke"
     assert pp.bin == "auto" and pp.bin_reduce == "max" and not model.training
-    assert pp.to_dict() == model_card()["preprocess"]
+    assert PreprocessConfig.from_dict(model_card()["preprocess"]) == pp
     assert meta["card"]["file"] == "default_ke.pt"
 
 

@@ -163,3 +163,57 @@ def test_unreadable_training_frames_are_reported_and_skipped(splits, tmp_path):
     assert res.epochs_run == 2 and np.isfinite(res.history[-1]["train_loss"])
     assert len(res.bad_items) == 3 and all("does not exist" in b for b in res.bad_items)
     assert len(json.loads((tmp_path / "train.json").read_text())["bad_items"]) == 3
+
+
+def _two_detector_set(root, rng, n=48):
+    """A simulate-layout folder with two detectors: 96 px frames (preset ``ccd``) and 48 px
+    frames (``small``), hit = bright spots, miss = background."""
+    import csv
+
+    import h5py
+
+    import train_synthetic as ts
+
+    rows = []
+    root.mkdir(parents=True, exist_ok=True)
+    for preset, size in (("ccd", 96), ("small", 48)):
+        frames = []
+        for i in range(n):
+            ke = ("hit", "miss")[i % 2]
+            frames.append(ts.spot_frame(rng, 12 if ke == "hit" else 0, size=size))
+            rows.append(dict(file=f"{preset}.h5", frame=i, split=("train", "train", "val")[i % 3],
+                             preset=preset, ke_class=ke, diffranet_class="strong" if ke == "hit" else "blank"))
+        with h5py.File(root / f"{preset}.h5", "w") as f:
+            f.create_dataset("/entry/data/data", data=np.stack(frames), chunks=(1, size, size))
+            f.create_dataset("/entry/instrument/detector/beam_center_x", data=np.full(n, size / 2))
+            f.create_dataset("/entry/instrument/detector/beam_center_y", data=np.full(n, size / 2))
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def test_training_on_two_input_sizes_batches_each_detector_apart(tmp_path):
+    """``unbinned_up_to``: the 96 px detector is kept at full resolution (96 px inputs), the
+    48 px one fills the 48 px crop; batches never mix them, a bad item takes its batch's size,
+    prediction over both works, and a checkpoint keeps the rule."""
+    from xtalscreen.train import FrameDataset, predict
+
+    data = load_labels(_two_detector_set(tmp_path / "d", np.random.default_rng(0)), target="binary")
+    tr, va = data.split("train"), data.split("val")
+    tr.frames = tr.frames.copy()
+    tr.frames[0] = 999  # unreadable (a 96 px item): zero input of its batch's size
+    cfg = TrainConfig(model="spotcount", img_size=48, target="binary", batch_size=8, batches_per_epoch=6,
+                      lr=0.01, epochs=4, optimizer="adamw",
+                      preprocess={"bin": "auto", "unbinned_up_to": 2, "max_shift": 2})
+    res = train(cfg, tr, val=va, out_dir=tmp_path / "run", progress=False)
+    assert res.epochs_run == 4 and np.isfinite(res.history[-1]["train_loss"]) and len(res.bad_items) == 1
+    model, pp, _ = load_model(res.best_path)
+    assert pp.unbinned_up_to == 2 and pp.output_shape_for((96, 96)) == (1, 96, 96)
+    probs, labels = predict(model, FrameDataset(va, pp), batch_size=5)
+    assert np.isfinite(probs).all() and (labels >= 0).all()
+    # without groups (no preset column) a batch would mix sizes: refused with what to do
+    va.meta = []
+    with pytest.raises(ParameterError, match="different sizes.*'preset' or 'group'"):
+        predict(model, FrameDataset(va, pp), batch_size=64)

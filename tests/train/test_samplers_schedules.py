@@ -76,3 +76,38 @@ def test_schedule_bad_arguments(kw):
     args = dict(schedule="step", epoch=1, epochs=10) | kw
     with pytest.raises(ParameterError):
         learning_rate(args.pop("schedule"), args.pop("epoch"), **args)
+
+
+def test_grouped_batches_never_mix_groups_and_follow_group_sizes():
+    from xtalscreen.train.samplers import (BalancedBatchSampler, GroupedBatchSampler,
+                                           RandomBatchSampler, group_batches)
+
+    labels = np.array([0, 1] * 30 + [-1])
+    groups = ["a"] * 20 + ["b"] * 40 + ["a"]
+    for cls in (RandomBatchSampler, BalancedBatchSampler):
+        s = GroupedBatchSampler(cls, labels, groups, batch_size=4, batches_per_epoch=300, seed=3)
+        batches = list(s)
+        assert len(batches) == 300 and all(len(b) == 4 for b in batches)
+        kinds = [{groups[i] for i in b} for b in batches]
+        assert all(len(k) == 1 for k in kinds)
+        assert 60 <= sum(k == {"a"} for k in kinds) <= 140  # ~1/3 of the batches (20 of 60 items)
+        assert 60 not in {i for b in batches for i in b}    # unusable item never drawn
+        s.set_epoch(1)
+        assert list(s) != batches
+        s.set_epoch(0)
+        assert list(s) == batches                           # (seed, epoch) decide the order
+    assert group_batches(["x", "y", "x"], 8) == [[0, 2], [1]]
+    with pytest.raises(ParameterError, match="one group per item"):
+        GroupedBatchSampler(RandomBatchSampler, labels, ["a"], batch_size=4)
+
+
+def test_collate_gives_a_bad_item_its_batch_size():
+    import torch
+
+    from xtalscreen.train.samplers import collate
+
+    x, y, i = collate([(torch.ones(1, 8, 8), 1, 0), (torch.zeros(1, 4, 4), -1, 1)])
+    assert x.shape == (2, 1, 8, 8) and y.tolist() == [1, -1] and i.tolist() == [0, 1]
+    assert float(x[1].abs().sum()) == 0.0
+    with pytest.raises(ParameterError, match="different sizes"):
+        collate([(torch.ones(1, 8, 8), 1, 0), (torch.ones(1, 4, 4), 0, 1)])

@@ -46,6 +46,8 @@ def register(sub) -> None:
                  "  xtalscreen train --data sim/ --model ke2018 --target ke --epochs 120 --out runs/ke/\n"
                  "  xtalscreen train --data sim/ --model spotcount --img-size 256 --target ke --optimizer adamw "
                  "--lr 0.002 --out runs/sc/\n"
+                 "  xtalscreen train --data sim_mixed/ --model spotcount --img-size 256 --preprocess bin=auto "
+                 "--preprocess unbinned_up_to=2 --optimizer adamw --lr 0.002 --out runs/mixed/\n"
                  "  xtalscreen train --data sim/ --model li2018 --target binary --optimizer adamw --lr 1e-3 "
                  "--schedule step --out runs/li/\n"
                  "  xtalscreen train --data run7.h5 --annotations run7.labels.csv --out runs/r7/\n"

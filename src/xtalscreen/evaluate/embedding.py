@@ -11,17 +11,27 @@ __all__ = ["features", "tsne_2d"]
 
 
 def features(model, x, *, batch_size: int = 64) -> np.ndarray:
-    """Pre-logits embedding vectors, shape (N, model.num_features), of inputs (N, C, H, W)."""
+    """Pre-logits embedding vectors, shape (N, model.num_features), of inputs (N, C, H, W), or
+    of a list of (C, H, W) inputs whose sizes may differ (models with a global head, fed small
+    detectors at full resolution): each size is run in its own batches."""
     import torch
 
     dev = next(model.parameters()).device
     model.eval()
-    out = []
+    items = list(x)
+    out = np.zeros((len(items), model.num_features), np.float32)
+    by_shape: dict = {}
+    for i, a in enumerate(items):
+        by_shape.setdefault(tuple(np.shape(a)), []).append(i)
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(np.asarray(x[i:i + batch_size]), dtype=torch.float32).to(dev)
-            out.append(model.forward_head(model.forward_features(xb), pre_logits=True).flatten(1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.num_features), np.float32)
+        for idx in by_shape.values():
+            for k in range(0, len(idx), batch_size):
+                sel = idx[k:k + batch_size]
+                xb = torch.as_tensor(np.stack([np.asarray(items[i]) for i in sel]),
+                                     dtype=torch.float32).to(dev)
+                f = model.forward_head(model.forward_features(xb), pre_logits=True).flatten(1)
+                out[sel] = f.cpu().numpy()
+    return out
 
 
 def tsne_2d(feats, *, perplexity: float = 30.0, rng=None) -> np.ndarray:

@@ -293,7 +293,7 @@ def _embedding(model, fd, idx, labels, classes, n, rng, path: Path) -> dict:
     pick = np.asarray(_spread(idx, labels, n))
     if len(pick) < 3:
         return {"skipped": "fewer than 3 readable frames"}
-    x = np.stack([fd[int(i)][0].numpy() for i in pick])
+    x = [fd[int(i)][0].numpy() for i in pick]  # sizes may differ (unbinned small detectors)
     xy = tsne_2d(features(model, x), rng=rng)
     scatter_png(xy, labels[pick], classes, path, title="t-SNE of the model's features")
     return {"file": path.name, "n": int(len(pick))}

@@ -43,7 +43,7 @@ from xtalscreen.preprocess.crop import center_crop
 __all__ = ["PreprocessConfig", "ImagePreprocessConfig", "image_to_tensor", "SCHEMA_VERSION"]
 
 #: Version of the dictionary layout written by :meth:`PreprocessConfig.to_dict`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: unbinned_up_to and margin
 
 
 def _pos_int(name: str, value, minimum: int = 1) -> int:
@@ -91,6 +91,19 @@ class PreprocessConfig:
         a large detector, where a weak hit may have none of its spots.
     crop : (int, int)
         Output (height, width) in pixels *after* binning.
+    unbinned_up_to : int
+        With ``bin="auto"``: a detector whose automatic factor ``f`` is at most this is **not
+        binned**; it is cropped at full resolution to ``f * crop`` instead (the same field of
+        view, ``f²`` times the pixels), so its faint spots are not averaged away. E.g. with a
+        256 crop and ``unbinned_up_to=2`` a 512 x 512 CCD gives a 512 x 512 input at factor 1,
+        a 2.3 Mpx CSPAD a 256 x 256 input at factor 7. 1 (default): always bin. The output
+        size then depends on the detector (:meth:`output_shape_for`); models with a global
+        head (``spotcount``) take any size.
+    margin : int
+        Pixels on each side of the input image that lie outside the field of view: training
+        windows cut with room for random shifts (``crop + 2 * max_shift`` after binning) use
+        ``margin=max_shift``, so the binning and size rules see the image they were cut from.
+        0 (default) for detector frames.
     center : {"beam", "image"}
         Crop around the direct beam (default) or the image centre. Frames without a beam
         centre fall back to the image centre with a warning naming the frame.
@@ -129,6 +142,8 @@ class PreprocessConfig:
 
     bin: int | str = 2
     crop: tuple[int, int] = (720, 720)
+    unbinned_up_to: int = 1
+    margin: int = 0
     center: str = "beam"
     contrast: str = "lcn"
     lcn_window: int = 9
@@ -152,6 +167,8 @@ class PreprocessConfig:
         if len(crop) != 2:
             raise ParameterError(f"crop must be (height, width) in pixels, got {self.crop!r}")
         object.__setattr__(self, "crop", (_pos_int("crop height", crop[0]), _pos_int("crop width", crop[1])))
+        object.__setattr__(self, "unbinned_up_to", _pos_int("unbinned_up_to", self.unbinned_up_to))
+        object.__setattr__(self, "margin", _pos_int("margin", self.margin, minimum=0))
         if self.center not in ("beam", "image"):
             raise ParameterError(f"center must be 'beam' or 'image', got {self.center!r}")
         if self.contrast not in CONTRASTS:
@@ -189,11 +206,34 @@ class PreprocessConfig:
         return cls(**{"bin": 1, "crop": (512, 512), "contrast": "linear",
                       "linear_percentile": 100.0, **changes})
 
-    def bin_for(self, image_shape) -> int:
-        """Binning factor used for an (assembled) image of ``image_shape`` = (H, W) pixels.
+    def plan(self, image_shape) -> tuple[int, tuple[int, int]]:
+        """Binning factor and output (height, width) for an (assembled) image of ``image_shape``.
 
-        The fixed ``bin``, or with ``bin="auto"`` the smallest factor that fits the image into
-        the crop, ``ceil(max(H / crop_h, W / crop_w))`` (at least 1).
+        A fixed ``bin`` gives ``(bin, crop)``. ``bin="auto"`` takes the smallest factor that
+        fits the image (less ``margin`` on each side) into the crop,
+        ``f = ceil(max(H / crop_h, W / crop_w))`` (at least 1), and gives ``(f, crop)``, or
+        ``(1, f * crop)`` when ``f <= unbinned_up_to``.
+
+        Examples
+        --------
+        >>> PreprocessConfig(bin="auto", crop=(256, 256)).plan((1670, 1670))
+        (7, (256, 256))
+        >>> PreprocessConfig(bin="auto", crop=(256, 256), unbinned_up_to=2).plan((512, 512))
+        (1, (512, 512))
+        >>> PreprocessConfig(bin="auto", crop=(256, 256), unbinned_up_to=2, margin=32).plan((320, 320))
+        (1, (256, 256))
+        """
+        if self.bin != "auto":
+            return int(self.bin), self.crop
+        h, w = (max(1, int(v) - 2 * self.margin) for v in image_shape[-2:])
+        f = max(1, math.ceil(max(h / self.crop[0], w / self.crop[1])))
+        if 1 < f <= self.unbinned_up_to:
+            return 1, (f * self.crop[0], f * self.crop[1])
+        return f, self.crop
+
+    def bin_for(self, image_shape) -> int:
+        """Binning factor used for an (assembled) image of ``image_shape`` = (H, W) pixels
+        (:meth:`plan`).
 
         Examples
         --------
@@ -202,15 +242,18 @@ class PreprocessConfig:
         >>> PreprocessConfig(bin=2).bin_for((1670, 1670))
         2
         """
-        if self.bin != "auto":
-            return int(self.bin)
-        h, w = (int(v) for v in image_shape[-2:])
-        return max(1, math.ceil(max(h / self.crop[0], w / self.crop[1])))
+        return self.plan(image_shape)[0]
+
+    def output_shape_for(self, image_shape) -> tuple[int, int, int]:
+        """(C, H, W) of the tensor :meth:`apply` returns for an image of ``image_shape``."""
+        h, w = self.plan(image_shape)[1]
+        return (self.channels, h, w)
 
     # ------------------------------------------------------------------ (de)serialisation
     @property
     def output_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of every tensor :meth:`apply` returns."""
+        """(C, H, W) of the tensors :meth:`apply` returns (all of them unless
+        ``unbinned_up_to > 1``: then those of binned detectors, see :meth:`output_shape_for`)."""
         return (self.channels, self.crop[0], self.crop[1])
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,22 +337,25 @@ class PreprocessConfig:
         """
         frames = list(frames)
         workers = _pos_int("workers", workers)
-        out = np.empty((len(frames),) + self.output_shape, dtype=np.float32)
         if not frames:
-            return out
+            return np.empty((0,) + self.output_shape, dtype=np.float32)
         rngs = np.random.default_rng(rng).spawn(len(frames)) if augment else [None] * len(frames)
 
-        def one(i: int) -> None:
-            out[i] = self.apply(frames[i], rng=rngs[i], augment=augment)
+        def one(i: int) -> np.ndarray:
+            return self.apply(frames[i], rng=rngs[i], augment=augment)
 
         if workers == 1 or len(frames) == 1:
-            for i in range(len(frames)):
-                one(i)
+            xs = [one(i) for i in range(len(frames))]
         else:
             from concurrent.futures import ThreadPoolExecutor
             with ThreadPoolExecutor(max_workers=min(workers, len(frames))) as pool:
-                list(pool.map(one, range(len(frames))))
-        return out
+                xs = list(pool.map(one, range(len(frames))))
+        shapes = sorted({x.shape for x in xs})
+        if len(shapes) > 1:
+            raise ParameterError(f"these frames give inputs of different sizes {shapes} "
+                                 f"(unbinned_up_to={self.unbinned_up_to} keeps small detectors at "
+                                 "full resolution); preprocess each detector's frames separately")
+        return np.stack(xs)
 
     def apply_array(self, image, *, mask=None, center: tuple[float, float] | None = None,
                     rng=None, augment: bool = False) -> np.ndarray:
@@ -321,15 +367,15 @@ class PreprocessConfig:
                                  "multi-panel data first (Frame.assembled())")
         if center is None:
             center = (img.shape[1] / 2.0, img.shape[0] / 2.0)
-        b = self.bin_for(img.shape)
+        b, size = self.plan(img.shape)
         binned, bmask = bin_image(img, b, mask=mask, reduce=self.bin_reduce)
         c = (float(center[0]) / b, float(center[1]) / b)
         aug = IDENTITY
         if augment:
             aug = sample_augmentation(rng, max_shift=self.max_shift, flips=self.flips,
                                       rot90=self.rot90, scale_range=self.scale_range,
-                                      square=self.crop[0] == self.crop[1])
-        crop, cmask = center_crop(binned, self.crop, center=c, mask=bmask, shift=aug.shift)
+                                      square=size[0] == size[1])
+        crop, cmask = center_crop(binned, size, center=c, mask=bmask, shift=aug.shift)
         if aug.scale != 1.0:
             crop = scale_intensity(crop, aug.scale)
         out = apply_contrast(crop, self.contrast, mask=cmask, window=self.lcn_window,

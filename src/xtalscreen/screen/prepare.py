@@ -8,8 +8,9 @@ source order), with the same rules:
 
 - assembly: nearest assembled pixel, the last panel wins where two pixels meet (as
   :meth:`~xtalscreen.io.geometry.DetectorGeometry.assemble`);
-- binning: the factor from :meth:`~xtalscreen.preprocess.PreprocessConfig.bin_for` (fixed, or
-  ``"auto"``: fit the assembled detector into the crop); masked and non-finite pixels left out,
+- binning and output size: :meth:`~xtalscreen.preprocess.PreprocessConfig.plan` (fixed, or
+  ``"auto"``: fit the assembled detector into the crop; small detectors at full resolution
+  with ``unbinned_up_to``); masked and non-finite pixels left out,
   a block's sum scaled by ``bin**2 / n_valid`` (``bin_reduce="sum"``), averaged (``"mean"``) or
   its maximum kept (``"max"``), an empty block masked (as
   :func:`~xtalscreen.preprocess.bin_image`); binned image ``H // bin x W // bin``;
@@ -194,7 +195,7 @@ class FastPreprocess:
     def _layout(self, geom, shape):
         """The assembly binned: (src, binned row, binned col, (H, W), beam, bin factor)."""
         asm = self._assembly(geom, shape)
-        b = self.config.bin_for(asm[3])
+        b, size = self.config.plan(asm[3])
 
         def make():
             src, row, col, (H, W), bc = asm
@@ -202,12 +203,12 @@ class FastPreprocess:
             rb, cb = row // b, col // b
             inside = (rb < hb) & (cb < wb)
             return (src[inside].astype(np.intp), rb[inside].astype(np.int32),
-                    cb[inside].astype(np.int32), (H, W), bc, b)
+                    cb[inside].astype(np.int32), (H, W), bc, b, size)
 
         return self._cached(("layout", _fingerprint(geom), shape, b), make)
 
     def _crop_map(self, layout_key, layout, origin):
-        ch, cw = self.config.crop
+        ch, cw = layout[6]
 
         def make():
             src, rb, cb = layout[:3]
@@ -220,13 +221,12 @@ class FastPreprocess:
 
     def _binned_crop_geometry(self, frame):
         cfg = self.config
-        ch, cw = cfg.crop
         geom = frame.geometry
         shape = tuple(frame.data.shape)
         layout = self._layout(geom, shape)
-        (H, W), bc, b = layout[3], layout[4], layout[5]
+        (H, W), bc, b, (ch, cw) = layout[3], layout[4], layout[5], layout[6]
         center, flag = self._center(frame, (H, W), bc)
-        origin = crop_origin((center[0] / b, center[1] / b), cfg.crop)
+        origin = crop_origin((center[0] / b, center[1] / b), (ch, cw))
         starts, lens, tgt = self._crop_map((_fingerprint(geom), shape, b), layout, origin)
         data = np.ascontiguousarray(frame.data).reshape(-1)
         has_mask = frame.mask is not None
@@ -241,12 +241,11 @@ class FastPreprocess:
 
     def _binned_crop_2d(self, frame):
         cfg = self.config
-        ch, cw = cfg.crop
         data = frame.data
         H, W = data.shape
-        b = cfg.bin_for((H, W))
+        b, (ch, cw) = cfg.plan((H, W))
         center, flag = self._center(frame, (H, W))
-        r0, c0 = crop_origin((center[0] / b, center[1] / b), cfg.crop)
+        r0, c0 = crop_origin((center[0] / b, center[1] / b), (ch, cw))
         hb, wb = H // b, W // b
         # binned window [r0, r0+ch) x [c0, c0+cw) clipped to the binned image
         ra, rb = max(r0, 0), min(r0 + ch, hb)
@@ -276,7 +275,7 @@ class FastPreprocess:
             return Prepared(x, int(np.count_nonzero(x[0])), flag)
         n_valid = int(cmask.size - np.count_nonzero(cmask))
         if n_valid == 0:  # nothing to look at: a defined all-zero input, flagged by n_valid
-            return Prepared(np.zeros(cfg.output_shape, np.float32), 0, flag)
+            return Prepared(np.zeros((cfg.channels,) + crop.shape, np.float32), 0, flag)
         out = apply_contrast(crop, cfg.contrast, mask=cmask, window=cfg.lcn_window, eps=cfg.lcn_eps,
                              white_percentile=cfg.linear_percentile)
         out = np.asarray(out, dtype=np.float32)

@@ -156,9 +156,12 @@ class FrameProcessor:
         t0 = time.perf_counter()
         prepared = [self.prepare(f) for f in frames]
         t1 = time.perf_counter()
-        good = [i for i, p in enumerate(prepared) if p.n_valid > 0]
+        groups: dict[tuple, list[int]] = {}  # one inference per input size (detector)
+        for i, p in enumerate(prepared):
+            if p.n_valid > 0:
+                groups.setdefault(p.x.shape, []).append(i)
         probs = np.full((len(frames), 3), np.nan, np.float32)
-        if good:
+        for good in groups.values():
             x = torch.from_numpy(np.stack([prepared[i].x for i in good]))
             with torch.inference_mode():
                 if self.device.type != "cpu":

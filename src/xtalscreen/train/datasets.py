@@ -216,6 +216,13 @@ class LabelledSet:
             raise ParameterError(f"split must be train, val or test, got {name!r}")
         return self.subset(np.array([s == name for s in self.splits], dtype=bool))
 
+    def groups(self) -> list:
+        """Group of each item for batching inputs of one size together: its ``group`` column,
+        else its ``preset``, else one group for all."""
+        if not self.meta:
+            return [""] * len(self)
+        return [str(m.get("group") or m.get("preset") or "") for m in self.meta]
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, counts)}

@@ -350,6 +350,15 @@ def predict(model, dataset: FrameDataset, *, batch_size: int = 64, device="cpu",
     return probs, labels
 
 
+def _size_groups(dataset) -> list | None:
+    """Item groups that keep network inputs of one size in a batch, or None when every input
+    has the same size (no detector is kept at full resolution)."""
+    if getattr(dataset.preprocess, "unbinned_up_to", 1) <= 1:
+        return None
+    groups = dataset.data.groups()
+    return groups if len(set(groups)) > 1 else None
+
+
 def _eval_batches(dataset, batch_size, workers, cache):
     """Batches ``(x, y, idx)`` of a fixed dataset; kept in ``cache`` (a dict) when given."""
     import torch
@@ -357,8 +366,13 @@ def _eval_batches(dataset, batch_size, workers, cache):
     if cache is not None and "batches" in cache:
         yield from cache["batches"]
         return
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=workers, generator=torch.Generator().manual_seed(0))
+    from xtalscreen.train.samplers import collate, group_batches
+
+    groups = _size_groups(dataset)
+    batching = (dict(batch_sampler=group_batches(groups, batch_size)) if groups is not None
+                else dict(batch_size=batch_size, shuffle=False))
+    loader = torch.utils.data.DataLoader(dataset, num_workers=workers, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(0), **batching)
     kept, nbytes = [], 0
     for b in loader:
         if cache is not None:
@@ -419,7 +433,7 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
 
     from xtalscreen.progress import track
     from xtalscreen.train.checkpoint import read_checkpoint, save_checkpoint
-    from xtalscreen.train.samplers import BalancedBatchSampler, RandomBatchSampler
+    from xtalscreen.train.samplers import BalancedBatchSampler, GroupedBatchSampler, RandomBatchSampler, collate
 
     t0 = time.perf_counter()
     if data.target != config.target:
@@ -465,11 +479,17 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     train_set = FrameDataset(data, pp, augment=config.augment, seed=config.seed)
     val_set = FrameDataset(val, pp, augment=False) if val is not None and len(val) else None
     sampler_cls = BalancedBatchSampler if config.balanced else RandomBatchSampler
-    sampler = sampler_cls(data.labels, batch_size=config.batch_size,
-                          batches_per_epoch=config.batches_per_epoch, seed=config.seed)
+    groups = _size_groups(train_set)
+    if groups is None:
+        sampler = sampler_cls(data.labels, batch_size=config.batch_size,
+                              batches_per_epoch=config.batches_per_epoch, seed=config.seed)
+    else:  # inputs of several sizes: each batch from one group (detector)
+        sampler = GroupedBatchSampler(sampler_cls, data.labels, groups, batch_size=config.batch_size,
+                                      batches_per_epoch=config.batches_per_epoch, seed=config.seed)
     # the loader's own generator: it must not draw from the global torch RNG (dropout, init),
     # or a resumed run (whose validation tensors are not cached yet) would drift
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers,
+                                         collate_fn=collate,
                                          pin_memory=device.type == "cuda",
                                          generator=torch.Generator().manual_seed(config.seed))
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-1)
