@@ -165,33 +165,13 @@ def test_unreadable_training_frames_are_reported_and_skipped(splits, tmp_path):
     assert len(json.loads((tmp_path / "train.json").read_text())["bad_items"]) == 3
 
 
-def _two_detector_set(root, rng, n=48):
+def _two_detector_set(root):
     """A simulate-layout folder with two detectors: 96 px frames (preset ``ccd``) and 48 px
     frames (``small``), hit = bright spots, miss = background."""
-    import csv
-
-    import h5py
-
     import train_synthetic as ts
 
-    rows = []
-    root.mkdir(parents=True, exist_ok=True)
-    for preset, size in (("ccd", 96), ("small", 48)):
-        frames = []
-        for i in range(n):
-            ke = ("hit", "miss")[i % 2]
-            frames.append(ts.spot_frame(rng, 12 if ke == "hit" else 0, size=size))
-            rows.append(dict(file=f"{preset}.h5", frame=i, split=("train", "train", "val")[i % 3],
-                             preset=preset, ke_class=ke, diffranet_class="strong" if ke == "hit" else "blank"))
-        with h5py.File(root / f"{preset}.h5", "w") as f:
-            f.create_dataset("/entry/data/data", data=np.stack(frames), chunks=(1, size, size))
-            f.create_dataset("/entry/instrument/detector/beam_center_x", data=np.full(n, size / 2))
-            f.create_dataset("/entry/instrument/detector/beam_center_y", data=np.full(n, size / 2))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return root
+    ts.make_sim_dataset(root, n=48, size=96, preset="ccd", shard="ccd.h5")
+    return ts.make_sim_dataset(root, n=48, seed=1, size=48, preset="small", shard="small.h5", append=True)
 
 
 def test_training_on_two_input_sizes_batches_each_detector_apart(tmp_path):
@@ -200,7 +180,7 @@ def test_training_on_two_input_sizes_batches_each_detector_apart(tmp_path):
     prediction over both works, and a checkpoint keeps the rule."""
     from xtalscreen.train import FrameDataset, predict
 
-    data = load_labels(_two_detector_set(tmp_path / "d", np.random.default_rng(0)), target="binary")
+    data = load_labels(_two_detector_set(tmp_path / "d"), target="binary")
     tr, va = data.split("train"), data.split("val")
     tr.frames = tr.frames.copy()
     tr.frames[0] = 999  # unreadable (a 96 px item): zero input of its batch's size

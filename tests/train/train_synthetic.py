@@ -25,8 +25,11 @@ def spot_frame(rng, n_spots: int, size: int = SIZE) -> np.ndarray:
     return np.round(img).astype(np.float32)
 
 
-def make_sim_dataset(root: Path, *, n: int = 60, seed: int = 0, maybe: bool = False) -> Path:
-    """A simulate-layout dataset of ``n`` frames (hit / miss, optionally maybe)."""
+def make_sim_dataset(root: Path, *, n: int = 60, seed: int = 0, maybe: bool = False, size: int = SIZE,
+                     preset: str = "tiny", shard: str = "shard-00000.h5", append: bool = False) -> Path:
+    """A simulate-layout dataset of ``n`` frames (hit / miss, optionally maybe) of ``size`` px
+    from detector ``preset`` in ``shard``; ``append`` adds them to the folder's labels.csv (a
+    folder holding several detectors)."""
     import h5py
 
     rng = np.random.default_rng(seed)
@@ -36,18 +39,20 @@ def make_sim_dataset(root: Path, *, n: int = 60, seed: int = 0, maybe: bool = Fa
     for i in range(n):
         ke = kinds[i % len(kinds)]
         ns = {"hit": 25, "maybe": 6, "miss": 0}[ke]
-        frames.append(spot_frame(rng, ns))
+        frames.append(spot_frame(rng, ns, size))
         dn = {"hit": "strong", "maybe": "weak", "miss": "no-crystal"}[ke]
         split = ("train", "train", "train", "val", "test")[i % 5] if i % 7 else "test"
-        rows.append(dict(file="shard-00000.h5", frame=i, index=i, split=split, preset="tiny",
+        rows.append(dict(file=shard, frame=i, index=i, split=split, preset=preset,
                          diffranet_class=dn, ke_class=ke, n_spots=ns))
-    with h5py.File(root / "shard-00000.h5", "w") as f:
+    with h5py.File(root / shard, "w") as f:
         f.create_dataset("/entry/data/data", data=np.stack(frames).astype(np.int32),
-                         chunks=(1, SIZE, SIZE))
-        f.create_dataset("/entry/instrument/detector/beam_center_x", data=np.full(n, SIZE / 2))
-        f.create_dataset("/entry/instrument/detector/beam_center_y", data=np.full(n, SIZE / 2))
-    with open(root / "labels.csv", "w", newline="") as fh:
+                         chunks=(1, size, size))
+        f.create_dataset("/entry/instrument/detector/beam_center_x", data=np.full(n, size / 2))
+        f.create_dataset("/entry/instrument/detector/beam_center_y", data=np.full(n, size / 2))
+    add = append and (root / "labels.csv").is_file()
+    with open(root / "labels.csv", "a" if add else "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
+        if not add:
+            w.writeheader()
         w.writerows(rows)
     return root

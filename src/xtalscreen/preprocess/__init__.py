@@ -1,10 +1,12 @@
-"""Preprocessing: detector frames to fixed-size network inputs.
+"""Preprocessing: detector frames to network inputs of a fixed size per detector.
 
 - :func:`bin_image` (n x n binning), :func:`center_crop` (beam-centred crops with padding),
 - :func:`lcn` (local contrast normalisation, paper 001 eqs 6-9), :func:`linear_contrast`,
   :func:`sqrt_contrast`, :func:`log_contrast`,
 - :func:`sample_augmentation` / :func:`flip_rotate` / :func:`scale_intensity` (augmentation),
-- :class:`PreprocessConfig`: the whole chain as one serialisable setting saved with a model.
+- :class:`PreprocessConfig`: the whole chain as one serialisable setting saved with a model
+  (``bin="auto"`` fits any detector into the input; ``unbinned_up_to`` keeps a small one at
+  full resolution in a larger input, :meth:`PreprocessConfig.plan`).
 """
 
 from xtalscreen.preprocess.augment import Augmentation, flip_rotate, sample_augmentation, scale_intensity
