@@ -145,7 +145,9 @@ def main(argv=None) -> int:
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     lines = [f"# {args.target} study: train on {', '.join(train_p)}, test on {', '.join(test_p)}", "",
              f"Command: `{card['command']}`", "",
-             f"{args.model} (widths {args.widths}) at {args.img_size} px, preprocessing bin {args.bin} ({args.bin_reduce}) "
+             f"{args.model} (widths {args.widths}) at {args.img_size} px, preprocessing bin {args.bin} ({args.bin_reduce}"
+             + (f"; detectors with a factor <= {args.unbinned_up_to} unbinned at full resolution"
+                if args.unbinned_up_to > 1 else "") + ") "
              f"+ LCN; train/val/test frames {card['frames_per_split']}; best epoch {meta['best'].get('epoch')}; "
              f"training {card['train_seconds']} s on the shared 2-core VM."
              + (f" Data simulated with separated classes, draw_counts {args.draw_counts}." if args.draw_counts else ""), "",
