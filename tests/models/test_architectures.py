@@ -1,7 +1,5 @@
 """Each architecture against its paper's table."""
 
-import math
-
 import pytest
 import torch
 
@@ -174,27 +172,6 @@ def test_spotcount_features_do_not_depend_on_where_the_spots_are():
         fx = m.forward_head(m.forward_features(x), pre_logits=True)
         fy = m.forward_head(m.forward_features(y), pre_logits=True)
     torch.testing.assert_close(fx, fy, rtol=1e-5, atol=1e-5)
-
-
-def test_spotcount_area_feature_tells_the_head_the_input_size():
-    """``area_feature``: one more head input, log(map area / map area at img_size): 0 at
-    img_size (a model without it loads with the new column at 0 and gives the same outputs),
-    log 4 for an input twice as wide and high."""
-    torch.manual_seed(0)
-    plain = create_model("spotcount").eval()
-    m = create_model("spotcount", area_feature=True).eval()
-    assert m.num_features == 65 and m.classifier.in_features == 65
-    state = plain.state_dict()
-    w = state["classifier.weight"]
-    state["classifier.weight"] = torch.cat([w, torch.zeros(w.shape[0], 1)], 1)
-    m.load_state_dict(state)
-    x, big = torch.randn(2, 1, 256, 256), torch.randn(2, 1, 512, 512)
-    with torch.no_grad():
-        torch.testing.assert_close(m(x), plain(x))
-        f = m.forward_head(m.forward_features(big), pre_logits=True)
-        assert torch.allclose(f[:, -1], torch.full((2,), math.log(4.0)))
-        assert m.forward_head(m.forward_features(x), pre_logits=True)[:, -1].abs().max() == 0
-    assert create_model("spotcount", **m.model_kwargs).area_feature  # checkpoints rebuild it
 
 
 def test_spotcount_bad_arguments_are_named():

@@ -20,22 +20,12 @@ Layers (``widths = (w0, w1, w2, w3)``, default ``(8, 16, 32, 32)``)::
     conv 3x3 (w2 -> w3) + BN + ReLU                    #   between the taps of a strided layer
     conv 1x1 (w3 -> K) + ReLU                          # K detector maps (default 32)
     [log1p(sum over H, W), max over H, W]  -> 2K features -> dropout -> linear -> classes
-    (+ log(area / area at img_size) with area_feature=True: 2K + 1 features)
-
-``area_feature``: a model fed inputs of several sizes (small detectors kept at full
-resolution, :attr:`~xtalscreen.preprocess.PreprocessConfig.unbinned_up_to`) sums whatever
-background response its maps keep over a larger area on the larger inputs; the extra feature
-tells the linear layer the input's area, so it can subtract that. It is 0 at ``img_size``, so
-a model without it loads into one with it (the new weight column starting at 0) and gives the
-same outputs there.
 
 At 256 x 256 input, defaults: 16.8 k parameters, ~26 M multiply-adds, 1.9 CPU ms per frame in
 batches of 32 on one thread (``ke2018`` at widths 8-64: 25 k, ~8 M, 1.3 ms).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -56,7 +46,7 @@ class SpotCount(XtalModel):
 
     def __init__(self, *, num_classes: int = 3, in_chans: int = 1, img_size=256,
                  widths: tuple[int, ...] = (8, 16, 32, 32), detectors: int = 32,
-                 drop_rate: float = 0.0, area_feature: bool = False):
+                 drop_rate: float = 0.0):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes)
         check_int("in_chans", in_chans)
@@ -75,9 +65,7 @@ class SpotCount(XtalModel):
         self.features = nn.Sequential(*layers)
         self.detect = nn.Conv2d(cin, k, 1)
         self.num_detectors = k
-        self.area_feature = bool(area_feature)
-        self.ref_area = float(-(-h // 8) * -(-w // 8))  # map area at img_size (two ceil pools of 2, stride 2)
-        self.num_features = 2 * k + int(self.area_feature)
+        self.num_features = 2 * k
         self.drop = nn.Dropout(check_prob("drop_rate", drop_rate))
         self.classifier = nn.Linear(self.num_features, self.num_classes)
         self.default_cfg = {
@@ -94,14 +82,10 @@ class SpotCount(XtalModel):
         self._check_input(x)
         return torch.relu(self.detect(self.features(x)))
 
-    def count_features(self, maps: torch.Tensor) -> torch.Tensor:
-        """``(N, 2K)`` from detector maps: soft counts ``log1p(sum)`` and the maxima; ``(N, 2K + 1)``
-        with ``area_feature`` (``log(map area / map area at img_size)`` last)."""
-        f = [torch.log1p(maps.sum(dim=(2, 3))), maps.amax(dim=(2, 3))]
-        if self.area_feature:
-            area = float(maps.shape[2] * maps.shape[3])
-            f.append(maps.new_full((maps.shape[0], 1), math.log(area / self.ref_area)))
-        return torch.cat(f, dim=1)
+    @staticmethod
+    def count_features(maps: torch.Tensor) -> torch.Tensor:
+        """``(N, 2K)`` from detector maps: soft counts ``log1p(sum)`` and the maxima."""
+        return torch.cat([torch.log1p(maps.sum(dim=(2, 3))), maps.amax(dim=(2, 3))], dim=1)
 
     def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.num_detectors:
@@ -116,14 +100,13 @@ class SpotCount(XtalModel):
 @register_model
 def spotcount(*, num_classes: int = 3, in_chans: int = 1, img_size=256,
               widths: tuple[int, ...] = (8, 16, 32, 32), detectors: int = 32,
-              drop_rate: float = 0.0, area_feature: bool = False) -> SpotCount:
+              drop_rate: float = 0.0) -> SpotCount:
     """Detect-and-count hit screening CNN: 3 classes (hit, maybe, miss) by default.
 
     ``img_size`` only sets the default preprocessing (the network takes any size);
     ``widths`` the channel counts of the stem and the 3 x 3 convolutions (at least 2; the stem
     and the first 3 x 3 are followed by a 2 x 2 max pool); ``detectors`` the number of counted maps; ``drop_rate`` dropout before
-    the linear layer; ``area_feature`` adds the input's area to the head (for inputs of several
-    sizes).
+    the linear layer.
     """
     return SpotCount(num_classes=num_classes, in_chans=in_chans, img_size=img_size, widths=widths,
-                     detectors=detectors, drop_rate=drop_rate, area_feature=area_feature)
+                     detectors=detectors, drop_rate=drop_rate)
