@@ -3,8 +3,9 @@
 The engine calls a :class:`Collector` in this order: :meth:`~Collector.start` once;
 :meth:`~Collector.add` once per frame, in reading order, with the frame when it is kept
 (for ``hits.h5``: a :class:`~xtalscreen.io.frame.Frame`, or an
-:class:`~xtalscreen.io.writers.EncodedFrame` from a worker process); :meth:`~Collector.bad` once per skipped file/frame/message;
-:meth:`~Collector.finish` once at the end (also after an error, to close files).
+:class:`~xtalscreen.io.writers.EncodedFrame` from a worker process); :meth:`~Collector.bad`
+once per skipped file/frame/message; :meth:`~Collector.finish` once at the end (also after an
+error, to close files).
 
 :class:`FileCollector` writes into ``out``:
 
