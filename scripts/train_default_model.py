@@ -13,8 +13,9 @@ Steps
    auto``: the smallest factor that fits the whole detector into the ``img_size`` input -- 2 for
    the 512 px DiffraNet CCD, 7 for the CSPAD and the Pilatus 2M at 256 px; ``--bin-reduce
    max``: keep each block's brightest pixel, so a one-pixel spot survives the binning; masked
-   pixels left out; ``--unbinned-up-to 2``: a detector whose factor would be at most 2 -- the
-   DiffraNet CCD -- is not binned but cut at full resolution to 2 x crop = 512 px), and cut the
+   pixels left out; with ``--unbinned-up-to 2`` a detector whose factor would be at most 2 --
+   the DiffraNet CCD -- is not binned but cut at full resolution to 2 x crop = 512 px; not
+   the shipped recipe, see ``reports/default_model.md``), and cut the
    detector's input size + 2 * max_shift window around the beam. Cropping the
    random-shift window out of this reduced frame is *exactly* what the shipped preprocessing
    (same binning, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead
@@ -273,9 +274,10 @@ def main(argv=None) -> int:
     ap.add_argument("--bin", default="auto",
                     help="binning factor of the raw frames, or 'auto' (fit the detector into the input)")
     ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
-    ap.add_argument("--unbinned-up-to", type=int, default=2,
+    ap.add_argument("--unbinned-up-to", type=int, default=1,
                     help="detectors whose auto binning factor is at most this are kept at full "
-                         "resolution (a 512 px CCD: 512 px input); 1: bin every detector")
+                         "resolution (2: the 512 px CCD gets a 512 px input; tried in session 4, "
+                         "not shipped); 1 (default, the shipped model): bin every detector")
     ap.add_argument("--epochs", type=int, default=45)
     ap.add_argument("--batches-per-epoch", type=int, default=80)
     ap.add_argument("--lr", type=float, default=0.002)
