@@ -116,9 +116,17 @@ def test_plate_view_and_cinder_in_chromium(server, browser, world, h, tmp_path):
     drv.find_element(By.ID, "name").send_keys("sam")
     drv.find_element(By.ID, "password").send_keys(h.PASSWORD)
     drv.find_element(By.ID, "login").click()
-    assert _wait(drv, lambda: drv.current_url.endswith("/plates"))
+    assert _wait(drv, lambda: drv.current_url.endswith("/plates")
+                 and drv.execute_script("return document.readyState") == "complete")
 
+    # navigate only once the login's redirect has finished loading: a get() issued while it is
+    # still in flight can be overtaken by it (the browser then stays on /plates)
     drv.get(f"{server}/plates/{h.P1}")
+    if not drv.find_elements(By.ID, "drop-A1.1"):
+        drv.get(f"{server}/plates/{h.P1}")
+    # the plate's drops are on the page (an empty image list would pass the next wait at once)
+    assert _wait(drv, lambda: drv.find_elements(By.ID, "drop-A1.1")), \
+        f"no drop A1.1 at {drv.current_url}: {drv.page_source[:300]}"
     assert _wait(drv, lambda: drv.execute_script(
         "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"))
     png = drv.get_screenshot_as_png()
