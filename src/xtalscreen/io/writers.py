@@ -199,10 +199,12 @@ class ChunkEncoder:
             self._ds[shape] = (ds, chunk_layout(ds))
         return self._ds[shape]
 
-    def encode(self, frame: Frame) -> EncodedFrame:
-        """The frame's data compressed as one chunk, its mask packed, its metadata."""
+    def encode(self, frame: Frame, *, raw_chunk=None) -> EncodedFrame:
+        """The frame's data compressed as one chunk, its mask packed, its metadata
+        (``raw_chunk``: a hook for this call instead of the encoder's own)."""
         ds, layout = self._dataset(tuple(frame.shape))
-        rc = self.raw_chunk(frame, ds) if self.raw_chunk is not None else None
+        hook = raw_chunk if raw_chunk is not None else self.raw_chunk
+        rc = hook(frame, ds) if hook is not None else None
         if rc is None:
             ds[0] = frame.data
             rc = ds.id.read_direct_chunk((0,) * ds.ndim)

@@ -275,15 +275,13 @@ def encode_kept(frames: list, *, raw_chunks: bool = True) -> list:
     """
     from xtalscreen.io.writers import ChunkEncoder
 
-    hook = SourceChunks() if raw_chunks else None
     enc = _STATE.get("encoder")
-    if enc is None:
+    if enc is None:  # one per process: its in-memory HDF5 file is reused
         enc = _STATE["encoder"] = ChunkEncoder()
-    enc.raw_chunk = hook
+    hook = SourceChunks() if raw_chunks else None
     try:
-        return [enc.encode(f) for f in frames]
+        return [enc.encode(f, raw_chunk=hook) for f in frames]
     finally:
-        enc.raw_chunk = None
         if hook is not None:
             hook.close()
 
