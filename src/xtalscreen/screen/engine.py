@@ -3,10 +3,11 @@
 :func:`screen` is what ``xtalscreen screen`` runs. With ``workers=1`` everything happens in this
 process: frames are read, batched ``batch`` at a time, preprocessed, classified and collected.
 With ``workers=N`` a pool of ``N`` processes (one torch thread each) reads its own
-``(file, frames)`` chunks of ``batch`` frames and returns result records in order (kept
-frames go to per-worker HDF5 part files that the collector joins into ``hits.h5``); the
-collector stays in this process. A live source (:class:`~xtalscreen.screen.sources.ZmqSource`) is read here
-and its batches are handed to the workers.
+``(file, frames)`` chunks of ``batch`` frames and returns result records in order, with the
+kept frames as compressed :class:`~xtalscreen.io.writers.EncodedFrame` records that the
+collector writes into ``hits.h5`` as they come; the collector stays in this process. A live
+source (:class:`~xtalscreen.screen.sources.ZmqSource`) is read here and its batches are handed
+to the workers.
 """
 
 from __future__ import annotations
