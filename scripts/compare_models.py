@@ -60,6 +60,24 @@ def operating_point(score, pos, first, spec: float = 0.97) -> dict:
             "specificity": float(np.mean(score[b & ~pos] < thr))}
 
 
+def relabel(data, rule: str):
+    """``data`` with its Ke labels recomputed from the ``n_spots_<rule>`` column (paper 001's
+    counts: Hit from 10 visible spots, Maybe from 4)."""
+    import dataclasses
+
+    from xtalscreen.simulate.config import LabelConfig
+    from xtalscreen.simulate.labels import ke_class
+
+    col = f"n_spots_{rule}"
+    if not all(col in m for m in data.meta):
+        sys.exit(f"--labels {rule}: labels.csv has no {col} column (simulated before it was recorded); "
+                 "simulate the set again")
+    order = {"hit": 0, "maybe": 1, "miss": 2}
+    lab = LabelConfig()
+    y = np.array([order[ke_class(int(m[col]), lab)] for m in data.meta])
+    return dataclasses.replace(data, labels=y)
+
+
 def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> dict:
     import torch
 
@@ -98,6 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", action="append", required=True, metavar="LABEL=MODEL",
                     help="a model to compare: LABEL=default or LABEL=path/to/checkpoint.pt")
+    ap.add_argument("--labels", default="file", choices=["file", "expected", "measured"],
+                    help="Hit/Maybe/Miss truth: labels.csv's ke_class (file), or recomputed from the "
+                         "visible-spot count of either rule (LabelConfig.visibility)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--thresholds", default="0.7,0.6,0.5,0.4,0.3,0.2",
                     help="print each model's sensitivity / specificity at these --threshold values")
@@ -108,6 +129,8 @@ def main(argv=None) -> int:
     data_dir = Path(args.data)
     simulate(data_dir, args.frames, args.seed, args.workers)
     data = load_labels(data_dir, target="ke").split("test")
+    if args.labels != "file":
+        data = relabel(data, args.labels)
     presets = np.array([m["preset"] for m in data.meta])
     # first / second half of each preset, by position in the (seeded) set
     first = np.zeros(len(presets), bool)

@@ -74,22 +74,24 @@ WEIGHTS = ROOT / "src" / "xtalscreen" / "models" / "weights"
 ICE_PROB = 0.25
 
 
-def training_configs() -> dict:
-    """The detector presets of the training mix, each with ice in ``ICE_PROB`` of its frames."""
+def training_configs(visibility: str = "expected") -> dict:
+    """The detector presets of the training mix, each with ice in ``ICE_PROB`` of its frames;
+    ``visibility``: how the labels judge a spot visible (:class:`LabelConfig`)."""
     from xtalscreen.screen.demo import pilatus2m_config
     from xtalscreen.simulate import get_preset
 
     cfgs = {"diffranet": get_preset("diffranet"), "cspad": get_preset("cspad"), "pilatus2m": pilatus2m_config()}
     for c in cfgs.values():
         c.background.ice_prob = ICE_PROB
+        c.labels.visibility = visibility
     return cfgs
 
 
-def simulate(raw: Path, n: int, seed: int, workers: int, classes=None):
+def simulate(raw: Path, n: int, seed: int, workers: int, classes=None, visibility: str = "expected"):
     """``classes``: DiffraNet class weights (``"weak=2,good=1,..."``); None: equal numbers."""
     from xtalscreen.simulate import simulate_dataset
 
-    cfgs = training_configs()
+    cfgs = training_configs(visibility)
     return simulate_dataset(raw, presets=tuple(cfgs), n=n, seed=seed, workers=workers,
                             split=(70, 15, 15), spots="none", configs=cfgs, progress=False,
                             classes=classes)
@@ -299,6 +301,9 @@ def main(argv=None) -> int:
     ap.add_argument("--init", default=None,
                     help="start from this checkpoint (e.g. the shipped default_ke.pt) instead of "
                          "random weights: fine-tuning")
+    ap.add_argument("--visibility", default="expected", choices=["expected", "measured"],
+                    help="label rule: a spot is visible by its expected SNR or as measured in the frame "
+                         "(LabelConfig.visibility)")
     ap.add_argument("--out", default=str(WEIGHTS))
     ap.add_argument("--report", default=str(ROOT / "reports" / "default_model.md"))
     args = ap.parse_args(argv)
@@ -310,7 +315,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     t0 = time.perf_counter()
-    simulate(work / "raw", args.frames, args.seed, args.sim_workers, classes=args.classes)
+    simulate(work / "raw", args.frames, args.seed, args.sim_workers, classes=args.classes,
+             visibility=args.visibility)
     t_sim = time.perf_counter() - t0
     print(f"simulated in {t_sim:.0f} s", flush=True)
     from xtalscreen.preprocess import PreprocessConfig
@@ -389,7 +395,8 @@ def main(argv=None) -> int:
                           "presets": ["diffranet", "cspad", "pilatus2m (pilatus6m cut to 3x8 modules)"],
                           "split_percent": [70, 15, 15], "seed": args.seed,
                           "classes": (f"DiffraNet class weights {args.classes}" if args.classes else
-                                      "DiffraNet classes in equal numbers") + "; Ke labels derived"},
+                                      "DiffraNet classes in equal numbers") + "; Ke labels derived",
+                          "visibility": args.visibility},
         "training": cfg.to_dict(), "best_epoch": meta["best"],
         "validation_accuracy": meta["best"].get("val_accuracy"),
         "test": {"overall": overall, "per_preset": per, "confusion_true_rows_hit_maybe_miss": cm.tolist(),

@@ -55,3 +55,17 @@ def test_simulate_errors_are_one_line(tmp_path, capsys, argv, match):
 def test_simulate_needs_out(capsys):
     assert main(["simulate", "--n", "2"]) == 1
     assert "--out" in capsys.readouterr().err
+
+
+def test_simulate_measured_visibility_labels_by_the_measured_count(tmp_path, capsys):
+    rows = {}
+    for rule in ("expected", "measured"):
+        out = tmp_path / rule
+        assert main(["simulate", "--preset", "diffranet", "--n", "4", "--out", str(out), "--seed", "5",
+                     "--classes", "weak", "--visibility", rule, "--no-progress"]) == 0
+        with open(out / "labels.csv", newline="") as fh:
+            rows[rule] = list(csv.DictReader(fh))
+    for e, m in zip(rows["expected"], rows["measured"]):
+        assert (e["n_spots_expected"], e["n_spots_measured"]) == (m["n_spots_expected"], m["n_spots_measured"])
+        assert e["n_spots"] == e["n_spots_expected"] and m["n_spots"] == m["n_spots_measured"]
+    assert any(e["n_spots"] != m["n_spots"] for e, m in zip(rows["expected"], rows["measured"]))

@@ -45,6 +45,8 @@ def test_h5_dataset_layout_labels_and_spots(tmp_path):
         n = int(r["n_spots"])
         assert r["ke_class"] == ("hit" if n >= 10 else "maybe" if n >= 4 else "miss")
         assert r["diffranet_class"] == r["requested_class"]
+        assert int(r["n_spots_expected"]) == n  # the default rule; the measured count is kept too
+        assert int(r["n_spots_measured"]) >= 0
     with h5py.File(out / "shard-00001.h5") as f:
         data = f["/entry/data/data"]
         assert data.shape == (4, 512, 512) and data.dtype == np.uint8
@@ -60,6 +62,7 @@ def test_h5_dataset_layout_labels_and_spots(tmp_path):
     r = max(rows, key=lambda r: int(r["n_spots"]))
     sp = read_spots(out, r["file"], int(r["frame"]))
     assert len(sp) == int(r["n_spots"]) and sp["visible"].all()
+    assert np.isfinite(sp["snr_measured"]).all()
     assert float(r["resolution"]) == pytest.approx(sp["d"].min(), rel=1e-3)
     assert json.loads((out / "dataset.json").read_text())["n"] == 10
 

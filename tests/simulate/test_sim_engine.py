@@ -357,3 +357,108 @@ def test_explicit_mosaic_domains_converge_to_the_analytic_limit():
     big = analytic > 0.2 * analytic.max()
     rel = explicit[big] / analytic[big] - 1  # domains use a triweight profile, the limit a Gaussian
     assert np.median(np.abs(rel)) < 0.03 and np.abs(rel).max() < 0.25
+
+
+# ------------------------------------------------------------------ measured visibility
+def test_footprint_sums_of_a_noise_free_spot_give_the_expected_snr():
+    """On a noise-free frame (measured == expected) the measured SNR is the expected-value
+    formula of LabelConfig: 0.865 I / sqrt(0.865 I + B + n read_noise²), n the 2-sigma ellipse."""
+    h = w = 64
+    cff, cfs, css = 2.0, 0.6, 1.5
+    ph, bg = 400.0, 3.0
+    img = np.zeros((1, h, w))
+    one = lambda v: np.array([v])  # noqa: E731
+    bounds = np.array([[0, w - 1, 0, h - 1]])
+    kernels.splat(img, one(0), one(30.3), one(31.7), one(ph), one(cff), one(cfs), one(css), bounds, 25)
+    assert img.sum() == pytest.approx(ph)
+    img += bg
+    out = np.zeros((1, 6))
+    mask = np.zeros((1, h, w), bool)
+    kernels.footprint_sums(img, img, mask, one(0), one(30.3), one(31.7), one(cff), one(cfs), one(css), one(ph), bounds, 25, 1e9, out)
+    S, E, F, n, Q, n_sat = out[0]
+    assert S == E and n_sat == 0 and S * S / n <= Q <= S * img.max()
+    assert F == pytest.approx(1 - math.exp(-2), abs=0.03)  # a 2-D Gaussian's share inside 2 sigma
+    assert n == pytest.approx(4 * math.pi * math.sqrt(cff * css - cfs**2), rel=0.15)
+    own = ph * F
+    assert E - own == pytest.approx(n * bg)  # what is left is the background
+    rn = 2.0
+    snr = (S - (E - own)) / math.sqrt(S + n * rn**2)
+    assert snr == pytest.approx(own / math.sqrt(own + n * bg + n * rn**2))
+    # a masked pixel leaves the footprint
+    mask[0, 31, 30] = True
+    kernels.footprint_sums(img, img, mask, one(0), one(30.3), one(31.7), one(cff), one(cfs), one(css), one(ph), bounds, 25, 1e9, out)
+    assert out[0, 3] == n - 1 and out[0, 0] < S
+
+
+def test_footprint_overloads_count_for_the_spot_that_causes_them():
+    h = w = 40
+    one = lambda v: np.array([v])  # noqa: E731
+    bounds = np.array([[0, w - 1, 0, h - 1]])
+    args = (one(0), one(20.5), one(20.5), one(1.0), one(0.0), one(1.0))
+    out = np.zeros((1, 6))
+    mask = np.zeros((1, h, w), bool)
+    # a bright spot clipped at sat = 100 in its centre: an overload of its own
+    img = np.zeros((1, h, w))
+    kernels.splat(img, one(0), one(20.5), one(20.5), one(2000.0), one(1.0), one(0.0), one(1.0), bounds, 25)
+    meas = np.minimum(img, 100.0)
+    kernels.footprint_sums(meas, img, mask, *args, one(2000.0), bounds, 25, 100.0, out)
+    assert out[0, 5] >= 1
+    # a faint spot on a saturated ice-ring pixel: that pixel says nothing; it is left out
+    img = np.full((1, h, w), 10.0)
+    img[0, 20, 20] = 150.0
+    meas = np.minimum(img, 100.0)
+    kernels.footprint_sums(meas, img, mask, *args, one(5.0), bounds, 25, 100.0, out)
+    S, E, F, n, Q, n_sat = out[0]
+    assert n_sat == 0
+    kernels.footprint_sums(meas, img, mask, *args, one(5.0), bounds, 25, 1e9, out)
+    assert out[0, 3] == n + 1  # without a ceiling the pixel is counted
+
+
+@pytest.mark.parametrize("preset", ["cspad", "diffranet"])
+def test_measured_snr_scatters_around_the_expected_snr(preset):
+    """The measured SNR of a spot is the expected one plus noise, spread ~1. On the CSPAD
+    (photon-counting-like) there is no bias. The DiffraNet CCD's measured SNR is lower by
+    about one: its 4 % per-pixel gain error and square-root 8-bit rounding are noise the
+    expected-value formula leaves out."""
+    cfg = get_preset(preset)
+    diffs = []
+    for seed in range(12):
+        _, truth = simulate_frame(cfg, rng=seed, frame_class="weak")
+        sp = truth.spots[(truth.spots["snr"] > 2) & (truth.spots["snr"] < 12)]
+        diffs.append(sp["snr_measured"] - sp["snr"])
+    d = np.concatenate(diffs)
+    assert len(d) > 200 and np.isfinite(d).all()
+    if preset == "cspad":
+        assert abs(d.mean()) < 0.2 and 0.6 < d.std() < 1.2
+    else:
+        assert -1.5 < d.mean() < -0.5 and 0.6 < d.std() < 1.6
+
+
+def test_labels_follow_the_visibility_rule_and_both_counts_are_recorded():
+    exp_cfg = get_preset("cspad")
+    meas_cfg = get_preset("cspad")
+    meas_cfg.labels.visibility = "measured"
+    differ = 0
+    for seed in range(8):
+        fa, ta = simulate_frame(exp_cfg, rng=seed, frame_class="weak")
+        fb, tb = simulate_frame(meas_cfg, rng=seed, frame_class="weak")
+        np.testing.assert_array_equal(fa.data, fb.data)  # the rule changes labels, never the frame
+        assert ta.params["n_visible_expected"] == tb.params["n_visible_expected"] == ta.n_visible
+        assert tb.params["n_visible_measured"] == ta.params["n_visible_measured"] == tb.n_visible
+        sp = tb.spots
+        assert tb.n_visible == int(sp["visible"].sum())
+        assert np.all(sp["snr_measured"][sp["visible"]] >= meas_cfg.labels.snr_min)
+        lab = meas_cfg.labels
+        n = tb.n_visible
+        assert tb.ke_class == ("hit" if n >= lab.ke_hit else "maybe" if n >= lab.ke_maybe else "miss")
+        differ += ta.n_visible != tb.n_visible
+    assert differ >= 1  # near SNR 5 the two rules disagree on some spots
+
+
+def test_unknown_visibility_rule_is_refused():
+    from xtalscreen.errors import ParameterError
+
+    cfg = get_preset("cspad")
+    cfg.labels.visibility = "guessed"
+    with pytest.raises(ParameterError, match="labels.visibility must be one of expected, measured"):
+        cfg.validate()

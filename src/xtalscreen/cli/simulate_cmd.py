@@ -43,6 +43,10 @@ def register(sub) -> None:
                    help="which ground-truth spots to write to spots.csv")
     p.add_argument("--geom", metavar="FILE", default=None,
                    help="CrystFEL .geom file: imitate this detector (keeps the preset's beam and crystal)")
+    p.add_argument("--visibility", choices=("expected", "measured"), default="expected",
+                   help="label rule: a spot is visible when its expected SNR reaches 5 (default), or its "
+                        "SNR as measured in the recorded frame (LabelConfig.visibility); both counts "
+                        "go to labels.csv either way")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -68,6 +72,10 @@ def run(args) -> int:
         if len(presets) != 1:
             raise ParameterError("--geom works with exactly one --preset (the base for beam and crystal)")
         configs = {presets[0]: preset_from_geom(args.geom, base=presets[0])}
+    if args.visibility != "expected":
+        configs = configs or {p: get_preset(p) for p in presets}
+        for cfg in configs.values():
+            cfg.labels.visibility = args.visibility
     summary = simulate_dataset(args.out, presets=presets, n=args.n, seed=args.seed, workers=args.workers,
                                classes=args.classes, split=args.split, fmt=args.fmt, shard_size=args.shard_size,
                                spots=args.spots, configs=configs, progress=False if args.no_progress else None)

@@ -22,6 +22,8 @@ from xtalscreen.errors import ParameterError
 
 #: DiffraNet class names in order of increasing crystal contribution.
 DIFFRANET_CLASSES = ("blank", "no-crystal", "weak", "good", "strong")
+#: How a spot is judged visible (:class:`LabelConfig`): from expected values or as measured.
+VISIBILITY_RULES = ("expected", "measured")
 #: Ke et al. (2018) class names.
 KE_CLASSES = ("miss", "maybe", "hit")
 
@@ -401,6 +403,23 @@ class LabelConfig:
     in the beam by the number of visible spots ``n``: ``weak`` ``1 <= n < good_min``,
     ``good`` ``good_min <= n < strong_min``, ``strong`` ``n >= strong_min``.
 
+    ``visibility`` chooses which SNR the rule reads:
+
+    - ``"expected"`` (default): the expected values above. An exact property of the simulated
+      physics, but not one an observer of the frame can know: a spot of expected SNR 5 is
+      measured at 5 ± 1, and the formula leaves out the per-pixel gain error
+      (``calibration_error``) and the rounding of a square-root 8-bit output.
+    - ``"measured"``: the SNR an ideal integrator measures in the recorded frame, knowing the
+      spot's position and shape, the expected background and the detector's noise. Over the same
+      footprint: the measured photons less the expected photons of everything else, over
+      ``sqrt(S + calibration_error² sum(S_px²) + n read_noise²)`` (``S`` the measured photons,
+      plus ``S / 3`` for the 8-bit rounding). A spot that overloads a pixel is visible. This is
+      closer to what a human annotator (paper 001) or a peak count (paper 003) labels by: frames
+      that look the same get the same label.
+
+    Both counts are recorded for every frame (``n_spots_expected``, ``n_spots_measured`` in
+    labels.csv; ``snr`` and ``snr_measured`` per spot), whichever rule names the classes.
+
     Attributes
     ----------
     class_probs : dict
@@ -423,8 +442,12 @@ class LabelConfig:
     good_min: int = 25
     strong_min: int = 150
     min_spot_photons: float = 0.5
+    visibility: str = "expected"
 
     def validate(self, prefix: str = "labels") -> None:
+        if self.visibility not in VISIBILITY_RULES:
+            raise ParameterError(f"{prefix}.visibility must be one of {', '.join(VISIBILITY_RULES)}, "
+                                 f"got {self.visibility!r}")
         unknown = set(self.class_probs) - set(DIFFRANET_CLASSES)
         if unknown:
             raise ParameterError(f"{prefix}.class_probs has unknown classes {sorted(unknown)}; "

@@ -41,9 +41,9 @@ from xtalscreen.simulate.config import DIFFRANET_CLASSES, SimulationConfig, get_
 LABEL_COLUMNS = ("file", "frame", "index", "split", "preset", "diffranet_class", "ke_class", "n_spots",
                  "resolution", "fluence", "wavelength", "a", "b", "c", "alpha", "beta", "gamma", "n_crystals",
                  "crystal_size_um", "crystal_volume_um3", "mosaicity_deg", "beam_center_x", "beam_center_y",
-                 "requested_class")
+                 "requested_class", "n_spots_expected", "n_spots_measured")
 SPOT_COLUMNS = ("file", "frame", "panel", "fs", "ss", "x", "y", "h", "k", "l", "photons", "snr", "peak_snr", "d",
-                "visible", "crystal")
+                "visible", "crystal", "snr_measured")
 SPLITS = ("train", "val", "test")
 
 
@@ -136,10 +136,11 @@ def _row(file: str, frame_no: int, item: dict, frame, truth) -> dict:
                 crystal_volume_um3=f"{sum(c['volume_um3'] for c in cr):.4g}" if cr else "",
                 mosaicity_deg=f"{cr[0]['mosaic_deg']:.4g}" if cr else "",
                 beam_center_x=f"{bct[0]:.3f}", beam_center_y=f"{bct[1]:.3f}",
-                requested_class=truth.requested_class)
+                requested_class=truth.requested_class, n_spots_expected=p.get("n_visible_expected", ""),
+                n_spots_measured=p.get("n_visible_measured", ""))
 
 
-_SPOT_FMT = "%d,%.3f,%.3f,%.3f,%.3f,%d,%d,%d,%.4g,%.4g,%.4g,%.4f,%d,%d\n"
+_SPOT_FMT = "%d,%.3f,%.3f,%.3f,%.3f,%d,%d,%d,%.4g,%.4g,%.4g,%.4f,%d,%d,%.4g\n"
 
 
 def _spot_rows(file: str, frame_no: int, truth, which: str) -> list:
@@ -471,7 +472,8 @@ def read_spots(dataset_dir, file: str, frame: int = 0) -> np.ndarray:
     """Ground-truth spots of one frame of a simulated dataset (for ``view --spots`` overlays).
 
     Returns a structured array of :data:`xtalscreen.simulate.labels.SPOT_DTYPE` (panel, fs, ss,
-    x, y, h, k, l, photons, snr, peak_snr, d, visible, crystal); empty when the frame has none.
+    x, y, h, k, l, photons, snr, peak_snr, d, visible, crystal, snr_measured); empty when the
+    frame has none.
     ``file`` is the path relative to ``dataset_dir`` as in labels.csv (an absolute path inside
     the dataset also works).
     """
@@ -499,7 +501,7 @@ def read_spots(dataset_dir, file: str, frame: int = 0) -> np.ndarray:
 
     outa = np.zeros(len(rows), dt)
     for name in dt.names:
-        outa[name] = [float(r[name]) for r in rows] if rows else []
+        outa[name] = [float(r.get(name) or "nan") for r in rows] if rows else []  # older files: no snr_measured
     return outa
 
 

@@ -300,16 +300,25 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
         img3 = detm.apply_psf_tail(img3, det)
         bg += img3.reshape(-1)[:npix] if len(shape) == 3 else img3[0].ravel()
         keep = ph >= lab.min_spot_photons
-        visible = best["sstar"] <= crystal_scale
+        vis_expected = best["sstar"] <= crystal_scale
         pf = best["pf"] * crystal_scale
         with np.errstate(invalid="ignore", divide="ignore"):
             snr = pf / np.sqrt(pf + crystal_scale * best["dd"] + best["c"])
             pk = ph * best["peak_frac"]
             peak_snr = pk / np.sqrt(pk + best["bg_nc"] + crystal_scale * best["bg_d"] + det.read_noise ** 2)
-        truth_spots = _spot_table(ctx, spots, ph, snr, peak_snr, visible, keep)
-        n_vis = int(visible.sum())
     bg[ctx.gap] = 0.0
     out = detm.electronics(bg, det, ctx, rng)
+    if spots is not None and len(spots["photons"]):
+        snr_meas = np.zeros(len(ph), dtype=np.float64)
+        snr_meas[keep] = measured_snr(ctx, det, spots, ph, keep, out, bg)
+        ix = _flat_index(ctx, spots["panel"], spots["fs"], spots["ss"])
+        vis_measured = (snr_meas >= lab.snr_min) & ~ctx.mask.ravel()[ix]
+        visible = vis_measured if lab.visibility == "measured" else vis_expected
+        truth_spots = _spot_table(ctx, spots, ph, snr, peak_snr, visible, keep, snr_meas)
+        n_vis = int(visible.sum())
+        params.update(n_visible_expected=int(vis_expected.sum()), n_visible_measured=int(vis_measured.sum()))
+    else:
+        params.update(n_visible_expected=0, n_visible_measured=0)
 
     # ---------------------------------------------------------------- labels and frame
     realised = diffranet_class(fluence > 0, spots is not None, n_vis, lab)
@@ -334,7 +343,46 @@ def _flat_index(ctx, panel, fs, ss) -> np.ndarray:
     return si * shape[-1] + fi
 
 
-def _spot_table(ctx, spots, ph, snr, peak_snr, visible, keep) -> np.ndarray:
+def measured_snr(ctx, det, spots, ph, keep, out, expected) -> np.ndarray:
+    """Integrated SNR of each kept spot as measured in the recorded frame ``out``.
+
+    An ideal integrator that knows the spot's position and shape, the expected background and
+    the detector's noise: over the spot's footprint (2-sigma ellipse, unmasked pixels) the
+    measured photons ``S`` (``out`` converted back from detector units), less the expected
+    photons of everything else there (``E`` minus the spot's own expected share), over the
+    noise ``sqrt(S + calibration_error² sum(S_px²) + n read_noise²)`` (plus ``S / 3`` for the
+    square-root 8-bit output's rounding). A spot that drives a pixel to saturation (an
+    overload) is visible whatever its sums say: infinite SNR. A pixel that the background
+    alone saturates is left out of the sums.
+    ``expected`` is the flat expected-photon image the detector chain counted (``out``'s mean).
+    """
+    shape3 = (-1,) + tuple(ctx.data_shape[-2:])
+    v = out.astype(np.float64)
+    sat = float(det.saturation)
+    if det.output == "diffranet8":
+        v = v * v
+        sat = min(sat, 65025.0)
+    meas = ((v - det.offset) / det.gain).reshape(shape3)
+    sat_ph = (sat - det.offset) / det.gain * (1.0 - 1e-6)
+    idx = np.nonzero(keep)[0]
+    pan = spots["panel"][idx]
+    sums = np.zeros((len(idx), 6), dtype=np.float64)
+    core = (1.0 - det.psf_tail_fraction) if det.psf == "fibre" else 1.0
+    own = core * ph[idx].astype(np.float64)
+    kernels.footprint_sums(meas, expected.reshape(shape3), ctx.mask.reshape(shape3), ctx.slabs[pan],
+                           spots["fs"][idx], spots["ss"][idx], spots["cff"][idx], spots["cfs"][idx],
+                           spots["css"][idx], own, ctx.bounds[pan], 25, sat_ph, sums)
+    S, E, F, n, Q, n_sat = sums.T
+    signal = S - (E - own * F)
+    var = np.maximum(S, 0.0) * (4.0 / 3.0 if det.output == "diffranet8" else 1.0)
+    var += det.calibration_error ** 2 * Q + n * det.read_noise ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.nan_to_num(signal / np.sqrt(var))
+    snr = np.where(n > 0, snr, 0.0)
+    return np.where(n_sat > 0, np.inf, snr)
+
+
+def _spot_table(ctx, spots, ph, snr, peak_snr, visible, keep, snr_meas) -> np.ndarray:
     idx = np.nonzero(keep)[0]
     t = np.zeros(len(idx), SPOT_DTYPE)
     pan = spots["panel"][idx]
@@ -355,6 +403,7 @@ def _spot_table(ctx, spots, ph, snr, peak_snr, visible, keep) -> np.ndarray:
     t["photons"] = ph[idx]
     t["snr"] = np.nan_to_num(snr[idx])
     t["peak_snr"] = np.nan_to_num(peak_snr[idx])
+    t["snr_measured"] = snr_meas[idx]  # inf: a pixel at saturation
     t["d"] = 1.0 / spots["s"][idx]
     t["visible"] = visible[idx]
     t["crystal"] = spots["crystal"][idx]

@@ -263,6 +263,77 @@ def splat(img, slab, fs, ss, photons, cff, cfs, css, bounds, max_r):
                 img[p, yy, xx] += scale * buf[row + xx - (cxp - rx)]
 
 
+@njit(cache=True)
+def footprint_sums(meas, expct, mask, slab, fs, ss, cff, cfs, css, own, bounds, max_r, sat, out):
+    """Per spot, sums over its footprint (the 2-sigma ellipse of its profile, pixel centres,
+    unmasked pixels of its panel, at most ``max_r`` px from the centre) of the measured photons
+    ``meas``, the expected photons ``expct`` (all sources), the spot's own normalised profile
+    (as :func:`splat` deposits it: weights over the ±3 sigma window), the pixel count, the
+    squared measured photons and the pixels the spot itself drives to ``sat`` (measured at or
+    above ``sat`` where the spot's expected ``own`` photons reach ``sat / 2`` or the rest alone
+    stays below it); written to ``out[i] = (S, E, F, n, Q, n_sat)``. A pixel at ``sat`` that
+    the rest overloads (an ice ring, say) tells nothing about the spot and is left out, like a
+    masked one. ``meas``, ``expct``, ``mask``: (P, H, W)."""
+    for i in range(fs.shape[0]):
+        a, b, c = cff[i], cfs[i], css[i]
+        det = a * c - b * b
+        out[i, 0] = 0.0
+        out[i, 1] = 0.0
+        out[i, 2] = 0.0
+        out[i, 3] = 0.0
+        out[i, 4] = 0.0
+        out[i, 5] = 0.0
+        if det <= 0:
+            continue
+        ia, ib, ic = c / det, -2.0 * b / det, a / det  # Mahalanobis² = ia dx² + ib dx dy + ic dy²
+        rx = min(max_r, int(math.ceil(3.0 * math.sqrt(a))))
+        ry = min(max_r, int(math.ceil(3.0 * math.sqrt(c))))
+        x0, y0 = fs[i], ss[i]
+        cxp = int(math.floor(x0))
+        cyp = int(math.floor(y0))
+        tot = 0.0
+        for yy in range(cyp - ry, cyp + ry + 1):
+            dy = yy + 0.5 - y0
+            for xx in range(cxp - rx, cxp + rx + 1):
+                dx = xx + 0.5 - x0
+                tot += math.exp(-0.5 * (ia * dx * dx + ib * dx * dy + ic * dy * dy))
+        if tot <= 0:
+            continue
+        p = slab[i]
+        f0, f1, s0, s1 = bounds[i, 0], bounds[i, 1], bounds[i, 2], bounds[i, 3]
+        sm = 0.0
+        se = 0.0
+        sf = 0.0
+        n = 0.0
+        sq = 0.0
+        ns = 0.0
+        for yy in range(max(cyp - ry, s0), min(cyp + ry, s1) + 1):
+            dy = yy + 0.5 - y0
+            for xx in range(max(cxp - rx, f0), min(cxp + rx, f1) + 1):
+                dx = xx + 0.5 - x0
+                m2 = ia * dx * dx + ib * dx * dy + ic * dy * dy
+                if m2 > 4.0 or mask[p, yy, xx]:
+                    continue
+                v = meas[p, yy, xx]
+                w = math.exp(-0.5 * m2)
+                if v >= sat:
+                    mine = own[i] * w / tot
+                    if mine >= 0.5 * sat or expct[p, yy, xx] - mine < 0.5 * sat:
+                        ns += 1.0
+                    continue
+                sm += v
+                sq += v * v
+                se += expct[p, yy, xx]
+                sf += w
+                n += 1.0
+        out[i, 0] = sm
+        out[i, 1] = se
+        out[i, 2] = sf / tot
+        out[i, 3] = n
+        out[i, 4] = sq
+        out[i, 5] = ns
+
+
 @njit(cache=True, fastmath=True)
 def background(x, y, z, jx, jy, lam, table, ds, scale, pol, area,
                bs_r, arm_w, kap_edge, kap_t, jet, jet_w, out_bg, out_t):

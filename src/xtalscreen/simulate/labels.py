@@ -4,8 +4,10 @@ Definitions (also in :class:`xtalscreen.simulate.config.LabelConfig`): a spot wi
 integrated photons ``I`` (after shadows) over a footprint of ``n`` pixels (its 2-sigma ellipse,
 holding 86.5 % of the profile, at least one pixel) with expected background ``B`` there is
 **visible** when ``0.865 I / sqrt(0.865 I + B + n read_noise²) >= snr_min`` (default 5) and
-its centre pixel is not masked. The labels use expected values, not the noisy realisation, so
-they are exact properties of the simulated physics.
+its centre pixel is not masked. By default the labels use expected values, not the noisy
+realisation, so they are exact properties of the simulated physics; with
+``LabelConfig.visibility = "measured"`` they use the SNR measured in the recorded frame
+(:func:`xtalscreen.simulate.engine.measured_snr`). Both counts are always recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ SPOT_DTYPE = np.dtype([
     ("panel", np.int16), ("fs", np.float32), ("ss", np.float32), ("x", np.float32), ("y", np.float32),
     ("h", np.int32), ("k", np.int32), ("l", np.int32), ("photons", np.float32), ("snr", np.float32),
     ("peak_snr", np.float32), ("d", np.float32), ("visible", np.bool_), ("crystal", np.int16),
+    ("snr_measured", np.float32),
 ])
 
 

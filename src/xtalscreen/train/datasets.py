@@ -333,7 +333,8 @@ def _from_csv(csv_path: Path, target: str, val_fraction: float | None = None) ->
         frames.append(frame)
         labels.append(y)
         splits.append(s)
-        meta.append({k: r[k] for k in ("preset", "ke_class", "diffranet_class", "n_spots") if r.get(k)})
+        meta.append({k: r[k] for k in ("preset", "ke_class", "diffranet_class", "n_spots", "n_spots_expected",
+                                       "n_spots_measured") if r.get(k)})
     geometry = {}
     if "preset" in cols:
         for fp, m in zip(files, meta):
