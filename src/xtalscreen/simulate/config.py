@@ -392,9 +392,13 @@ class LabelConfig:
 
     A spot is **visible** when its expected integrated photons ``I`` over its footprint (the
     2-sigma ellipse of the spot profile, which holds 86.5 % of it) exceed ``snr_min`` times the
-    noise there: ``0.865 I / sqrt(0.865 I + B + n read_noise²) >= snr_min`` with ``B`` the
-    expected background photons and ``n`` the pixels in the footprint. Pixels masked
-    (gaps, dead, hot) or in the beamstop shadow count as not visible.
+    noise there: ``0.865 I / sigma >= snr_min``. ``sigma²`` is the variance of the footprint sum
+    with the detector's whole noise: Poisson ``0.865 I + B`` (``B`` the expected background
+    photons there), ``n read_noise²`` over its ``n`` pixels, the per-pixel gain error
+    (``calibration_error`` times each pixel's expected photons) and, for a square-root 8-bit
+    output, its rounding (a third of the counts' variance); see
+    :func:`xtalscreen.simulate.labels.noise_terms`. Pixels masked (gaps, dead, hot) or in the
+    beamstop shadow count as not visible.
 
     Ke class (paper 001): ``hit`` if at least ``ke_hit`` spots are visible, ``maybe`` with
     ``ke_maybe``..``ke_hit - 1``, else ``miss``.
@@ -405,10 +409,8 @@ class LabelConfig:
 
     ``visibility`` chooses which SNR the rule reads:
 
-    - ``"expected"`` (default): the expected values above. An exact property of the simulated
-      physics, but not one an observer of the frame can know: a spot of expected SNR 5 is
-      measured at 5 ± 1, and the formula leaves out the per-pixel gain error
-      (``calibration_error``) and the rounding of a square-root 8-bit output.
+    - ``"expected"`` (default): the expected values above. An exact property of the simulated physics, but
+      not one an observer of the frame can know: a spot of expected SNR 5 is measured at 5 ± 1.
     - ``"measured"``: the SNR an ideal integrator measures in the recorded frame, knowing the
       spot's position and shape, the expected background and the detector's noise. Over the same
       footprint: the measured photons less the expected photons of everything else, over

@@ -31,7 +31,7 @@ from xtalscreen.simulate import detector as detm
 from xtalscreen.simulate import kernels
 from xtalscreen.simulate.config import DIFFRANET_CLASSES, SimulationConfig
 from xtalscreen.simulate.labels import (FOOTPRINT_FRACTION, SPOT_DTYPE, Truth, diffranet_class, draw_range,
-                                        ke_class, threshold_scale)
+                                        ke_class, noise_terms, snr_at, threshold_scale)
 
 _CRYSTAL_CLASSES = ("weak", "good", "strong")
 _MIN_RENDER_PHOTONS = 1e-3
@@ -248,17 +248,18 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
             npx = np.maximum(4.0 * math.pi * np.sqrt(np.maximum(det_c, 0)), 1.0)
             core = (1.0 - det.psf_tail_fraction) if det.psf == "fibre" else 1.0  # the tail leaves the spot
             pf = FOOTPRINT_FRACTION * core * spots["photons"] * trans
-            c = bg_nc * npx + npx * det.read_noise ** 2
             dd = bg_d * npx
             ix = _flat_index(ctx, spots["panel"], spots["fs"], spots["ss"])
             pf = np.where(ctx.mask.ravel()[ix], 0.0, pf)
-            sstar = threshold_scale(pf, dd, c, lab.snr_min)
+            qa, qb, qc = noise_terms(pf, dd, bg_nc, bg_d, npx, read_noise=det.read_noise,
+                                     calibration_error=det.calibration_error, rounding=_rounding(det))
+            sstar = threshold_scale(pf, qa, qb, qc, lab.snr_min)
             srt = np.sort(sstar)
             n_vis_1 = int(np.searchsorted(srt, 1.0, side="right"))
             s_lo = srt[lo - 1] if lo - 1 < len(srt) else np.inf
             s_hi = srt[int(hi) - 1] if np.isfinite(hi) and int(hi) - 1 < len(srt) else np.inf
             cand = dict(spots=spots, crystals=crystals, table_diff=table_diff, sstar=sstar, trans=trans,
-                        bg_nc=bg_nc, bg_d=bg_d, npx=npx, pf=pf, c=c, dd=dd,
+                        bg_nc=bg_nc, bg_d=bg_d, npx=npx, pf=pf, qa=qa, qb=qb, qc=qc,
                         peak_frac=core * np.minimum(1.0, 1.0 / (2.0 * math.pi * np.sqrt(np.maximum(det_c, 1e-12)))))
             if lo <= n_vis_1 < hi:
                 best, crystal_scale = cand, 1.0
@@ -301,9 +302,8 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
         bg += img3.reshape(-1)[:npix] if len(shape) == 3 else img3[0].ravel()
         keep = ph >= lab.min_spot_photons
         vis_expected = best["sstar"] <= crystal_scale
-        pf = best["pf"] * crystal_scale
         with np.errstate(invalid="ignore", divide="ignore"):
-            snr = pf / np.sqrt(pf + crystal_scale * best["dd"] + best["c"])
+            snr = snr_at(crystal_scale, best["pf"], best["qa"], best["qb"], best["qc"])
             pk = ph * best["peak_frac"]
             peak_snr = pk / np.sqrt(pk + best["bg_nc"] + crystal_scale * best["bg_d"] + det.read_noise ** 2)
     bg[ctx.gap] = 0.0
@@ -343,6 +343,12 @@ def _flat_index(ctx, panel, fs, ss) -> np.ndarray:
     return si * shape[-1] + fi
 
 
+def _rounding(det) -> float:
+    """Variance the output conversion's rounding adds, as a share of the counts' variance:
+    round(sqrt(n)) squared back is n + 2 sqrt(n) u, u uniform in ±1/2, so n / 3."""
+    return 1.0 / 3.0 if det.output == "diffranet8" else 0.0
+
+
 def measured_snr(ctx, det, spots, ph, keep, out, expected) -> np.ndarray:
     """Integrated SNR of each kept spot as measured in the recorded frame ``out``.
 
@@ -374,7 +380,7 @@ def measured_snr(ctx, det, spots, ph, keep, out, expected) -> np.ndarray:
                            spots["css"][idx], own, ctx.bounds[pan], 25, sat_ph, sums)
     S, E, F, n, Q, n_sat = sums.T
     signal = S - (E - own * F)
-    var = np.maximum(S, 0.0) * (4.0 / 3.0 if det.output == "diffranet8" else 1.0)
+    var = np.maximum(S, 0.0) * (1.0 + _rounding(det))
     var += det.calibration_error ** 2 * Q + n * det.read_noise ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.nan_to_num(signal / np.sqrt(var))

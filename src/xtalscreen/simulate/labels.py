@@ -3,8 +3,10 @@
 Definitions (also in :class:`xtalscreen.simulate.config.LabelConfig`): a spot with expected
 integrated photons ``I`` (after shadows) over a footprint of ``n`` pixels (its 2-sigma ellipse,
 holding 86.5 % of the profile, at least one pixel) with expected background ``B`` there is
-**visible** when ``0.865 I / sqrt(0.865 I + B + n read_noise²) >= snr_min`` (default 5) and
-its centre pixel is not masked. By default the labels use expected values, not the noisy
+**visible** when ``0.865 I / sigma >= snr_min`` (default 5) and its centre pixel is not
+masked; ``sigma²`` is the variance of the footprint sum with the detector's whole noise
+(:func:`noise_terms`: Poisson ``0.865 I + B``, ``n read_noise²``, the per-pixel gain error on
+every pixel's expected photons, the rounding of a square-root 8-bit output). By default the labels use expected values, not the noisy
 realisation, so they are exact properties of the simulated physics; with
 ``LabelConfig.visibility = "measured"`` they use the SNR measured in the recorded frame
 (:func:`xtalscreen.simulate.engine.measured_snr`). Both counts are always recorded.
@@ -103,16 +105,49 @@ def draw_range(cls: str, labels: LabelConfig) -> tuple[int, float]:
     return int(lo), (np.inf if hi is None else int(hi))
 
 
-def threshold_scale(p: np.ndarray, d: np.ndarray, c: np.ndarray, k: float) -> np.ndarray:
-    """Smallest crystal scale ``s`` making each spot visible.
+#: Share of a normalised 2-D Gaussian's squared profile inside its 2-sigma ellipse, times the
+#: ellipse's area: sum over the footprint of w_px² = SQUARE_FRACTION / n_px.
+SQUARE_FRACTION = 1.0 - np.exp(-4.0)
 
-    With footprint signal ``s p``, crystal-diffuse background ``s d`` and the rest ``c``
-    (background + read noise), visibility is ``s p / sqrt(s p + s d + c) >= k``; the boundary
-    is the positive root of ``p² s² - k² (p + d) s - k² c = 0`` (inf where ``p = 0``).
+
+def noise_terms(p, d, b_nc, b_d, n_px, *, read_noise: float, calibration_error: float,
+                rounding: float = 0.0):
+    """Variance of a spot's footprint sum at crystal scale ``s``: ``a s² + b s + c``.
+
+    ``p`` footprint signal, ``d`` crystal-diffuse background over the footprint (both per unit
+    scale), ``b_nc``, ``b_d`` the per-pixel backgrounds (the second per unit scale), ``n_px``
+    footprint pixels. Terms: Poisson counting of everything there (times ``1 + rounding``: 1/3
+    for a square-root 8-bit output, whose rounding adds a third of the counts' variance), read
+    noise, and the per-pixel gain error ``calibration_error`` on every pixel's expected photons
+    (background and the spot's own profile).
+    """
+    g = 1.0 + rounding
+    cal2 = calibration_error ** 2
+    i0 = p / FOOTPRINT_FRACTION
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = cal2 * (n_px * b_d * b_d + 2.0 * b_d * p + SQUARE_FRACTION * i0 * i0 / n_px)
+    b = g * (p + d) + cal2 * (2.0 * n_px * b_nc * b_d + 2.0 * b_nc * p)
+    c = g * b_nc * n_px + n_px * read_noise ** 2 + cal2 * n_px * b_nc * b_nc
+    return a, b, c
+
+
+def snr_at(s, p, a, b, c) -> np.ndarray:
+    """Expected footprint SNR at crystal scale ``s``: ``s p / sqrt(a s² + b s + c)``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(s * p / np.sqrt(a * s * s + b * s + c))
+
+
+def threshold_scale(p, a, b, c, k: float) -> np.ndarray:
+    """Smallest crystal scale ``s`` making each spot visible: ``snr_at(s) >= k``.
+
+    The boundary is the positive root of ``(p² - k² a) s² - k² b s - k² c = 0``. Where
+    ``p² <= k² a`` the gain error grows as fast as the signal, so no scale reaches ``k``
+    (inf), as where ``p = 0``.
     """
     p = np.asarray(p, dtype=np.float64)
+    kk = k * k
+    q = p * p - kk * np.asarray(a, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        kk = k * k
-        b = kk * (p + d)
-        s = (b + np.sqrt(b * b + 4.0 * p * p * kk * c)) / (2.0 * p * p)
-    return np.where(p > 0, s, np.inf)
+        bb = kk * np.asarray(b, dtype=np.float64)
+        s = (bb + np.sqrt(bb * bb + 4.0 * q * kk * np.asarray(c, dtype=np.float64))) / (2.0 * q)
+    return np.where((p > 0) & (q > 0), s, np.inf)
