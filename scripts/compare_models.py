@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", action="append", required=True, metavar="LABEL=MODEL",
                     help="a model to compare: LABEL=default or LABEL=path/to/checkpoint.pt")
-    ap.add_argument("--labels", default="file", choices=["file", "expected", "measured"],
+    ap.add_argument("--labels", default="measured", choices=["file", "expected", "measured"],
                     help="Hit/Maybe/Miss truth: labels.csv's ke_class (file), or recomputed from the "
                          "visible-spot count of either rule (LabelConfig.visibility)")
     ap.add_argument("--json", help="also write the figures to this JSON file")

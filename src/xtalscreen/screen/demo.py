@@ -54,8 +54,14 @@ def demo(out_dir, *, n: int = 60, seed: int = 2026, workers: int = 1, model="def
 
     out = Path(out_dir)
     t0 = time.perf_counter()
+    from xtalscreen.simulate import get_preset
+
+    # the shipped model's label rule: a spot counts when its SNR measured in the frame is >= 5
+    configs = {p: pilatus2m_config() if p == "pilatus2m" else get_preset(p) for p in DEMO_PRESETS}
+    for cfg in configs.values():
+        cfg.labels.visibility = "measured"
     simulate_dataset(out / "sim", presets=DEMO_PRESETS, n=n, seed=seed, split=(0, 0, 100),
-                     spots="none", configs={"pilatus2m": pilatus2m_config()}, progress=False,
+                     spots="none", configs=configs, progress=False,
                      shard_size=max(1, -(-n // len(DEMO_PRESETS))))
     echo(f"== simulated {n} frames over {', '.join(DEMO_PRESETS)} in {time.perf_counter() - t0:.1f} s")
     truth = {}
