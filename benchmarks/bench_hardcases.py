@@ -2,8 +2,9 @@
 
 For each case (one physical setting changed at a time, as in ``bench_spots.py``) frames are
 simulated with every DiffraNet class in equal numbers, on seeds the shipped model never saw
-(``--seed-base``, default 5000; training used seeds from 0). The truth is the simulator's exact
-Ke label collapsed to Hit+Maybe (>= 4 visible spots) vs Miss. Both screens decide on the same
+(``--seed-base``, default 5000; training used seeds from 0). The truth is the simulator's Ke
+label collapsed to Hit+Maybe (>= 4 visible spots) vs Miss; ``--visibility`` picks the label
+rule (default ``measured``: spots whose SNR measured in the frame is >= 5, the shipped model's). Both screens decide on the same
 frames:
 
 - **model**: ``FrameProcessor`` exactly as ``xtalscreen screen`` runs it (fast preprocessing of
@@ -13,7 +14,8 @@ frames:
 
 Prints one Markdown table: accuracy, sensitivity and specificity of each screen per case.
 
-    .venv/bin/python benchmarks/bench_hardcases.py [--frames-per-class 8] [--model default]
+    .venv/bin/python benchmarks/bench_hardcases.py [--frames-per-class 8] [--model default] \
+        [--visibility measured|expected]
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 CLASSES = ("blank", "no-crystal", "weak", "good", "strong")
 
 
-def case_configs() -> dict:
-    """name -> (SimulationConfig, spot-finder options)."""
+def case_configs(visibility: str = "measured") -> dict:
+    """name -> (SimulationConfig, spot-finder options); labels by ``visibility``
+    (:class:`xtalscreen.simulate.config.LabelConfig`; the shipped model's rule by default)."""
     from xtalscreen.screen.demo import pilatus2m_config
     from xtalscreen.simulate import get_preset
 
@@ -44,6 +47,7 @@ def case_configs() -> dict:
             for part in parts[:-1]:
                 obj = getattr(obj, part)
             setattr(obj, parts[-1], value)
+        c.labels.visibility = visibility
         return c
 
     ice = {"background.ice_prob": 1.0, "background.ice_um": (2.0, 5.0)}
@@ -64,7 +68,7 @@ def decide_spots(frame, opts) -> bool:
     return len(find_spots(frame, **opts)) >= 4
 
 
-def run(frames_per_class: int, model: str, seed_base: int, only: str | None) -> None:
+def run(frames_per_class: int, model: str, seed_base: int, only: str | None, visibility: str = "measured") -> None:
     import torch
 
     from xtalscreen.models.pretrained import load_screening_model
@@ -75,7 +79,8 @@ def run(frames_per_class: int, model: str, seed_base: int, only: str | None) -> 
     net, pp, meta = load_screening_model(model)
     net.eval()
     proc = FrameProcessor(net, pp, meta["classes"])
-    for cfg, opts in list(case_configs().values())[:3]:  # compile and warm both screens
+    cases = case_configs(visibility)
+    for cfg, opts in list(cases.values())[:3]:  # compile and warm both screens
         frame, _ = simulate_frame(cfg, rng=1, frame_class="good")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -84,11 +89,12 @@ def run(frames_per_class: int, model: str, seed_base: int, only: str | None) -> 
     print(f"## Hit+Maybe vs Miss: shipped model vs spot finder on the hard cases\n")
     print(f"Model `{model}` ({pp.output_shape[1]} x {pp.output_shape[2]} input, bin {pp.bin}, "
           f"{pp.bin_reduce}); spot finder: dispersion defaults, >= 4 spots = Hit or Maybe. "
-          f"{frames_per_class} frames per DiffraNet class per case, seeds {seed_base}+.\n")
+          f"{frames_per_class} frames per DiffraNet class per case, seeds {seed_base}+; labels by "
+          f"{visibility} SNR.\n")
     print("| case | frames | positives | model accuracy | model sens. / spec. | spot finder accuracy "
           "| spot finder sens. / spec. | model ms/frame | spot finder ms/frame |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for ci, (name, (cfg, opts)) in enumerate(case_configs().items()):
+    for ci, (name, (cfg, opts)) in enumerate(cases.items()):
         if only and only not in name:
             continue
         classes = ("weak",) * len(CLASSES) if name.startswith("weak") else CLASSES
@@ -129,8 +135,10 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--seed-base", type=int, default=5000)
     ap.add_argument("--cases", default=None, help="only cases whose name contains this")
+    ap.add_argument("--visibility", default="measured", choices=["measured", "expected"],
+                    help="label rule of the truth (LabelConfig.visibility)")
     a = ap.parse_args(argv)
-    run(a.frames_per_class, a.model, a.seed_base, a.cases)
+    run(a.frames_per_class, a.model, a.seed_base, a.cases, a.visibility)
     return 0
 
 

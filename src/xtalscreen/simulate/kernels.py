@@ -220,6 +220,14 @@ def project(dirs, corners, fvec, svec, sizes, out_panel, out_fs, out_ss, out_pos
             out_pos[i, 2] = t * dz
 
 
+@njit(cache=True, inline="always")
+def _window(a, c, x0, y0, max_r):
+    """Half-widths (±3 sigma, at most ``max_r``) and centre pixel of a spot's window."""
+    rx = min(max_r, int(math.ceil(3.0 * math.sqrt(a))))
+    ry = min(max_r, int(math.ceil(3.0 * math.sqrt(c))))
+    return rx, ry, int(math.floor(x0)), int(math.floor(y0))
+
+
 @njit(cache=True, fastmath=True)
 def splat(img, slab, fs, ss, photons, cff, cfs, css, bounds, max_r):
     """Add 2-D Gaussian spots (covariance in pixels²) to ``img`` (P, H, W), photon-conserving.
@@ -236,11 +244,8 @@ def splat(img, slab, fs, ss, photons, cff, cfs, css, bounds, max_r):
         a, b, c = cff[i], cfs[i], css[i]
         det = a * c - b * b
         ia, ib, ic = 0.5 * c / det, -b / det, 0.5 * a / det
-        rx = min(max_r, int(math.ceil(3.0 * math.sqrt(a))))
-        ry = min(max_r, int(math.ceil(3.0 * math.sqrt(c))))
         x0, y0 = fs[i], ss[i]
-        cxp = int(math.floor(x0))
-        cyp = int(math.floor(y0))
+        rx, ry, cxp, cyp = _window(a, c, x0, y0, max_r)
         tot = 0.0
         n = 0
         for yy in range(cyp - ry, cyp + ry + 1):
@@ -277,20 +282,12 @@ def footprint_sums(meas, expct, mask, slab, fs, ss, cff, cfs, css, own, bounds, 
     for i in range(fs.shape[0]):
         a, b, c = cff[i], cfs[i], css[i]
         det = a * c - b * b
-        out[i, 0] = 0.0
-        out[i, 1] = 0.0
-        out[i, 2] = 0.0
-        out[i, 3] = 0.0
-        out[i, 4] = 0.0
-        out[i, 5] = 0.0
+        out[i, :] = 0.0
         if det <= 0:
             continue
         ia, ib, ic = c / det, -2.0 * b / det, a / det  # Mahalanobis² = ia dx² + ib dx dy + ic dy²
-        rx = min(max_r, int(math.ceil(3.0 * math.sqrt(a))))
-        ry = min(max_r, int(math.ceil(3.0 * math.sqrt(c))))
         x0, y0 = fs[i], ss[i]
-        cxp = int(math.floor(x0))
-        cyp = int(math.floor(y0))
+        rx, ry, cxp, cyp = _window(a, c, x0, y0, max_r)
         tot = 0.0
         for yy in range(cyp - ry, cyp + ry + 1):
             dy = yy + 0.5 - y0
