@@ -12,6 +12,7 @@ EXAMPLES = """\
   xtalscreen simulate --preset diffranet --n 500 --out sim/png --format png --split 40,9.6,50.4
   xtalscreen simulate --preset cspad --n 100 --out sim/hits --classes weak,good,strong
   xtalscreen simulate --preset cspad --geom my_detector.geom --n 100 --out sim/mine
+  xtalscreen simulate --preset cspad --n 500 --out sim/measured --visibility measured
   xtalscreen simulate --list-presets
 (run the same command again to resume an interrupted run)"""
 
