@@ -311,8 +311,7 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
     if spots is not None and len(spots["photons"]):
         snr_meas = np.zeros(len(ph), dtype=np.float64)
         snr_meas[keep] = measured_snr(ctx, det, spots, ph, keep, out, bg)
-        ix = _flat_index(ctx, spots["panel"], spots["fs"], spots["ss"])
-        vis_measured = (snr_meas >= lab.snr_min) & ~ctx.mask.ravel()[ix]
+        vis_measured = (snr_meas >= lab.snr_min) & (best["pf"] > 0)  # pf 0: centre masked or shadowed
         visible = vis_measured if lab.visibility == "measured" else vis_expected
         truth_spots = _spot_table(ctx, spots, ph, snr, peak_snr, visible, keep, snr_meas)
         n_vis = int(visible.sum())
