@@ -67,14 +67,14 @@ def relabel(data, rule: str):
 
     from xtalscreen.simulate.config import LabelConfig
     from xtalscreen.simulate.labels import ke_class
+    from xtalscreen.train.datasets import map_label
 
     col = f"n_spots_{rule}"
     if not all(col in m for m in data.meta):
         sys.exit(f"--labels {rule}: labels.csv has no {col} column (simulated before it was recorded); "
                  "simulate the set again")
-    order = {"hit": 0, "maybe": 1, "miss": 2}
     lab = LabelConfig()
-    y = np.array([order[ke_class(int(m[col]), lab)] for m in data.meta])
+    y = np.array([map_label(ke_class(int(m[col]), lab), "ke") for m in data.meta])
     return dataclasses.replace(data, labels=y)
 
 

@@ -157,6 +157,30 @@ def electronics(expected: np.ndarray, det, ctx: DetectorContext, rng) -> np.ndar
     return out
 
 
+def core_fraction(det) -> float:
+    """Share of a spot's photons left in its own profile: a fibre-coupled CCD moves
+    ``psf_tail_fraction`` of it into the wide tail (:func:`apply_psf_tail`)."""
+    return (1.0 - det.psf_tail_fraction) if det.psf == "fibre" else 1.0
+
+
+def output_to_photons(out: np.ndarray, det) -> tuple[np.ndarray, float]:
+    """Undo :func:`electronics`' conversion: detector values -> photons (float64), and the
+    photon level at which a pixel reads saturated (the ``diffranet8`` output clips at 65025
+    counts). Rounding and gain errors are not undone; they stay in as noise."""
+    v = out.astype(np.float64)
+    sat = float(det.saturation)
+    if det.output == "diffranet8":
+        v = v * v
+        sat = min(sat, 65025.0)
+    return (v - det.offset) / det.gain, (sat - det.offset) / det.gain
+
+
+def output_rounding(det) -> float:
+    """Variance the output conversion's rounding adds, as a share of the counts' variance:
+    round(sqrt(n)) squared back is n + 2 sqrt(n) u, u uniform in ±1/2, so n / 3."""
+    return 1.0 / 3.0 if det.output == "diffranet8" else 0.0
+
+
 def spot_covariance(pos, two_theta, panel, ctx, *, lam, bw_frac, sig_size, divergence, omega_max,
                     beam_size_m, psf_sigma_px) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spot covariance (px²: ff, fs, ss) from bandwidth (radial), mosaic (tangential), block

@@ -246,13 +246,13 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
             bg_d, _ = _point_background(ctx, pos_nom, lam, table_diff, scale, cfg, jx, jy)
             det_c = spots["cff"] * spots["css"] - spots["cfs"] ** 2
             npx = np.maximum(4.0 * math.pi * np.sqrt(np.maximum(det_c, 0)), 1.0)
-            core = (1.0 - det.psf_tail_fraction) if det.psf == "fibre" else 1.0  # the tail leaves the spot
+            core = detm.core_fraction(det)  # the tail leaves the spot
             pf = FOOTPRINT_FRACTION * core * spots["photons"] * trans
             dd = bg_d * npx
             ix = _flat_index(ctx, spots["panel"], spots["fs"], spots["ss"])
             pf = np.where(ctx.mask.ravel()[ix], 0.0, pf)
             qa, qb, qc = noise_terms(pf, dd, bg_nc, bg_d, npx, read_noise=det.read_noise,
-                                     calibration_error=det.calibration_error, rounding=_rounding(det))
+                                     calibration_error=det.calibration_error, rounding=detm.output_rounding(det))
             sstar = threshold_scale(pf, qa, qb, qc, lab.snr_min)
             srt = np.sort(sstar)
             n_vis_1 = int(np.searchsorted(srt, 1.0, side="right"))
@@ -342,12 +342,6 @@ def _flat_index(ctx, panel, fs, ss) -> np.ndarray:
     return si * shape[-1] + fi
 
 
-def _rounding(det) -> float:
-    """Variance the output conversion's rounding adds, as a share of the counts' variance:
-    round(sqrt(n)) squared back is n + 2 sqrt(n) u, u uniform in ±1/2, so n / 3."""
-    return 1.0 / 3.0 if det.output == "diffranet8" else 0.0
-
-
 def measured_snr(ctx, det, spots, ph, keep, out, expected) -> np.ndarray:
     """Integrated SNR of each kept spot as measured in the recorded frame ``out``.
 
@@ -362,24 +356,18 @@ def measured_snr(ctx, det, spots, ph, keep, out, expected) -> np.ndarray:
     ``expected`` is the flat expected-photon image the detector chain counted (``out``'s mean).
     """
     shape3 = (-1,) + tuple(ctx.data_shape[-2:])
-    v = out.astype(np.float64)
-    sat = float(det.saturation)
-    if det.output == "diffranet8":
-        v = v * v
-        sat = min(sat, 65025.0)
-    meas = ((v - det.offset) / det.gain).reshape(shape3)
-    sat_ph = (sat - det.offset) / det.gain * (1.0 - 1e-6)
+    meas, sat_ph = detm.output_to_photons(out, det)
+    meas = meas.reshape(shape3)
     idx = np.nonzero(keep)[0]
     pan = spots["panel"][idx]
     sums = np.zeros((len(idx), 6), dtype=np.float64)
-    core = (1.0 - det.psf_tail_fraction) if det.psf == "fibre" else 1.0
-    own = core * ph[idx].astype(np.float64)
+    own = detm.core_fraction(det) * ph[idx].astype(np.float64)
     kernels.footprint_sums(meas, expected.reshape(shape3), ctx.mask.reshape(shape3), ctx.slabs[pan],
                            spots["fs"][idx], spots["ss"][idx], spots["cff"][idx], spots["cfs"][idx],
-                           spots["css"][idx], own, ctx.bounds[pan], 25, sat_ph, sums)
+                           spots["css"][idx], own, ctx.bounds[pan], 25, sat_ph * (1.0 - 1e-6), sums)
     S, E, F, n, Q, n_sat = sums.T
     signal = S - (E - own * F)
-    var = np.maximum(S, 0.0) * (1.0 + _rounding(det))
+    var = np.maximum(S, 0.0) * (1.0 + detm.output_rounding(det))
     var += det.calibration_error ** 2 * Q + n * det.read_noise ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.nan_to_num(signal / np.sqrt(var))

@@ -6,8 +6,9 @@ holding 86.5 % of the profile, at least one pixel) with expected background ``B`
 **visible** when ``0.865 I / sigma >= snr_min`` (default 5) and its centre pixel is not
 masked; ``sigma²`` is the variance of the footprint sum with the detector's whole noise
 (:func:`noise_terms`: Poisson ``0.865 I + B``, ``n read_noise²``, the per-pixel gain error on
-every pixel's expected photons, the rounding of a square-root 8-bit output). By default the labels use expected values, not the noisy
-realisation, so they are exact properties of the simulated physics; with
+every pixel's expected photons, the rounding of a square-root 8-bit output). By default the
+labels use expected values, not the noisy realisation, so they are exact properties of the
+simulated physics; with
 ``LabelConfig.visibility = "measured"`` they use the SNR measured in the recorded frame
 (:func:`xtalscreen.simulate.engine.measured_snr`). Both counts are always recorded.
 """
