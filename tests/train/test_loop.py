@@ -191,6 +191,10 @@ def test_training_on_two_input_sizes_batches_each_detector_apart(tmp_path):
     assert res.epochs_run == 4 and np.isfinite(res.history[-1]["train_loss"]) and len(res.bad_items) == 1
     model, pp, _ = load_model(res.best_path)
     assert pp.unbinned_up_to == 2 and pp.output_shape_for((96, 96)) == (1, 96, 96)
+    # BatchNorm running statistics were kept per input size (the stem halves the input)
+    from xtalscreen.models.sizebn import batchnorm_sizes
+
+    assert batchnorm_sizes(model)["features.1"] == ["24x24", "48x48"]
     probs, labels = predict(model, FrameDataset(va, pp), batch_size=5)
     assert np.isfinite(probs).all() and (labels >= 0).all()
     # without groups (no preset column) a batch would mix sizes: refused with what to do

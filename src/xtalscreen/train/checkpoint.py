@@ -148,6 +148,7 @@ def load_model(path, *, task: str | None = TASK, device="cpu"):
     """
     from xtalscreen.errors import ParameterError
     from xtalscreen.models import create_model
+    from xtalscreen.models.sizebn import restore_batchnorm_sizes
     from xtalscreen.preprocess import PreprocessConfig
 
     state = read_checkpoint(path, task=task)
@@ -158,6 +159,7 @@ def load_model(path, *, task: str | None = TASK, device="cpu"):
     try:
         model = create_model(state["model_name"], **kwargs)
         preprocess = PreprocessConfig.from_dict(state["preprocess"])
+        restore_batchnorm_sizes(model, state["state_dict"])
         model.load_state_dict(state["state_dict"])
     except (ParameterError, RuntimeError, KeyError, TypeError) as exc:
         raise InputError(f"the checkpoint does not rebuild: {str(exc).splitlines()[0][:300]}",

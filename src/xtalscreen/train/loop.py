@@ -293,6 +293,8 @@ def _load_init_weights(model, init: dict, classes) -> str:
     (rows reordered when they come in another order). Returns a one-line summary."""
     import torch
 
+    from xtalscreen.models.sizebn import restore_batchnorm_sizes
+
     head = next(n for n, m in model.named_modules() if m is model.get_classifier())
     old_cls, new_cls = list(init["classes"]), list(classes)
     state = dict(init["state_dict"])
@@ -304,6 +306,7 @@ def _load_init_weights(model, init: dict, classes) -> str:
                 state[k] = state[k][perm]
     if not keep_head:
         state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    restore_batchnorm_sizes(model, state)  # per-size BatchNorm statistics travel with the weights
     own = model.state_dict()
     load = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     model.load_state_dict(load, strict=False)
@@ -431,6 +434,7 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     """
     import torch
 
+    from xtalscreen.models.sizebn import restore_batchnorm_sizes, split_batchnorm
     from xtalscreen.progress import track
     from xtalscreen.train.checkpoint import read_checkpoint, save_checkpoint
     from xtalscreen.train.samplers import BalancedBatchSampler, GroupedBatchSampler, RandomBatchSampler, collate
@@ -463,6 +467,7 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     if resume is not None:
         state = read_checkpoint(resume)
         _check_resume(state, config, resume)
+        restore_batchnorm_sizes(model, state["state_dict"])
         model.load_state_dict(state["state_dict"])
         if state.get("optimizer") is not None:
             opt.load_state_dict(state["optimizer"])
@@ -486,6 +491,9 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     else:  # inputs of several sizes: each batch from one group (detector)
         sampler = GroupedBatchSampler(sampler_cls, data.labels, groups, batch_size=config.batch_size,
                                       batches_per_epoch=config.batches_per_epoch, seed=config.seed)
+        # and BatchNorm running statistics per input size: one set averaged over a 512 px and a
+        # 256 px input normalises neither in eval mode (xtalscreen.models.sizebn)
+        split_batchnorm(model)
     # the loader's own generator: it must not draw from the global torch RNG (dropout, init),
     # or a resumed run (whose validation tensors are not cached yet) would drift
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=config.workers,
