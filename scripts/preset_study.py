@@ -64,7 +64,13 @@ def main(argv=None) -> int:
     ap.add_argument("--widths", default=None, help="default: ke2018 8,16,32,64; spotcount 8,16,32,32")
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bn-batches", type=int, default=0,
+                    help="precise BatchNorm statistics from this many training batches before each "
+                         "validation (TrainConfig.bn_batches); 0: momentum estimates")
     ap.add_argument("--draw-counts", default=None, help="JSON class -> [lo, hi) visible spots to draw")
+    ap.add_argument("--visibility", default="measured", choices=["expected", "measured"],
+                    help="labels by the expected or the measured SNR of each spot (LabelConfig.visibility), "
+                         "when this script simulates")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args(argv)
 
@@ -80,14 +86,15 @@ def main(argv=None) -> int:
         from xtalscreen.simulate import simulate_dataset
 
         draw = {k: tuple(v) for k, v in json.loads(args.draw_counts).items()}
-        cfgs = {k: v for k, v in tdm.training_configs().items() if k in args.test_presets.split(",")}
+        cfgs = {k: v for k, v in tdm.training_configs(args.visibility).items()
+                if k in args.test_presets.split(",")}
         for c in cfgs.values():
             c.labels.draw_counts = draw
         if not (work / "raw" / "labels.csv").is_file():
             simulate_dataset(work / "raw", presets=tuple(cfgs), n=args.frames, seed=args.seed, workers=2,
                              split=(70, 15, 15), spots="none", configs=cfgs, progress=False)
     elif not (work / "raw" / "labels.csv").is_file():
-        tdm.simulate(work / "raw", args.frames, args.seed, 2)
+        tdm.simulate(work / "raw", args.frames, args.seed, 2, visibility=args.visibility)
     bin_arg = args.bin if args.bin == "auto" else int(args.bin)
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
                                lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to)
@@ -105,7 +112,8 @@ def main(argv=None) -> int:
                       model_kwargs={"widths": [int(v) for v in args.widths.split(",")]}, optimizer="adamw",
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
                       preprocess=tdm.training_preprocess(shipped, args.max_shift),
-                      patience=args.patience, seed=args.seed, device="cpu")
+                      patience=args.patience, seed=args.seed, device="cpu",
+                      bn_batches=args.bn_batches)
     name = Path(args.out).name
     t1 = time.perf_counter()
     res = train(cfg, chosen.split("train"), val=chosen.split("val"), out_dir=work / f"study_{name}",
@@ -150,7 +158,8 @@ def main(argv=None) -> int:
                 if args.unbinned_up_to > 1 else "") + ") "
              f"+ LCN; train/val/test frames {card['frames_per_split']}; best epoch {meta['best'].get('epoch')}; "
              f"training {card['train_seconds']} s on the shared 2-core VM."
-             + (f" Data simulated with separated classes, draw_counts {args.draw_counts}." if args.draw_counts else ""), "",
+             + (f" Data simulated with separated classes, draw_counts {args.draw_counts}, labels by the "
+                f"{args.visibility} SNR." if args.draw_counts else ""), "",
              "Test split (never used for model selection):", ""]
     if args.target == "diffranet":
         lines += ["| test preset | frames | 5-class accuracy | blank/no-crystal vs diffraction | target |",

@@ -313,6 +313,9 @@ def main(argv=None) -> int:
     ap.add_argument("--init", default=None,
                     help="start from this checkpoint (e.g. the shipped default_ke.pt) instead of "
                          "random weights: fine-tuning")
+    ap.add_argument("--bn-batches", type=int, default=0,
+                    help="precise BatchNorm statistics from this many training batches before each "
+                         "validation (TrainConfig.bn_batches); 0: momentum estimates")
     ap.add_argument("--visibility", default="measured", choices=["expected", "measured"],
                     help="label rule: a spot is visible by its expected SNR or as measured in the frame "
                          "(LabelConfig.visibility)")
@@ -362,7 +365,8 @@ def main(argv=None) -> int:
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
                       preprocess=training_preprocess(shipped, args.max_shift),
                       patience=args.patience, seed=args.seed, device=args.device,
-                      workers=args.loader_workers, init=None if init is None else str(init))
+                      workers=args.loader_workers, init=None if init is None else str(init),
+                      bn_batches=args.bn_batches)
     t1 = time.perf_counter()
     res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
                 progress=False)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from xtalscreen.models import create_model
-from xtalscreen.models.sizebn import (batchnorm_sizes, has_split_batchnorm, restore_batchnorm_sizes,
-                                      split_batchnorm)
+from xtalscreen.models.sizebn import (batchnorm_sizes, has_split_batchnorm, recalibrate_batchnorm,
+                                      restore_batchnorm_sizes, split_batchnorm)
 
 
 def _batches(seed):
@@ -105,3 +105,32 @@ def test_models_without_split_statistics_are_unchanged():
     # splitting twice is the same as once (one pair of hooks per layer)
     s = split_batchnorm(split_batchnorm(create_model("spotcount", num_classes=3, img_size=32)))
     assert len(s.features[1]._forward_pre_hooks) == 1
+
+
+def test_recalibration_averages_the_batch_statistics():
+    """Precise BatchNorm: the running statistics become the mean of the batches' means and
+    (unbiased) variances, whatever the momentum estimate was; mode and RNG are left alone."""
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(6, 2, 5, 5, generator=g) * (1 + k) + k for k in range(4)]
+    bn = nn.BatchNorm2d(2)
+    model = nn.Sequential(bn).eval()
+    feed = [(b, None) for b in batches] + [torch.randn(1, 2, 5, 5)]  # a batch of one is skipped
+    state = torch.get_rng_state()
+    assert recalibrate_batchnorm(model, feed) == 4
+    assert torch.equal(torch.get_rng_state(), state) and not model.training
+    dims = (0, 2, 3)
+    torch.testing.assert_close(bn.running_mean, torch.stack([b.mean(dims) for b in batches]).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([b.var(dims) for b in batches]).mean(0))
+    assert recalibrate_batchnorm(nn.Sequential(nn.Conv2d(1, 1, 1)), batches) == 0
+
+
+def test_recalibration_of_a_split_model_is_per_size():
+    model = split_batchnorm(nn.Sequential(nn.BatchNorm2d(1)))
+    small = [torch.randn(4, 1, 8, 8) for _ in range(3)]
+    large = [torch.randn(4, 1, 16, 16) * 2 + 5 for _ in range(3)]
+    recalibrate_batchnorm(model, [x for pair in zip(small, large) for x in pair])
+    bn = model[0]
+    assert batchnorm_sizes(model) == {"0": ["8x8", "16x16"]}
+    torch.testing.assert_close(bn.running_mean_s8x8, torch.stack([x.mean() for x in small]).mean().reshape(1))
+    torch.testing.assert_close(bn.running_mean_s16x16, torch.stack([x.mean() for x in large]).mean().reshape(1))
+    torch.testing.assert_close(bn.running_var_s16x16, torch.stack([x.var() for x in large]).mean().reshape(1))

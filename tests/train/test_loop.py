@@ -56,9 +56,13 @@ def _weights(path):
     return read_checkpoint(path)["state_dict"]
 
 
-def test_same_seed_same_weights_and_resume_continues_identically(splits, tmp_path):
+@pytest.mark.parametrize("bn_batches", [0, 3])
+def test_same_seed_same_weights_and_resume_continues_identically(splits, tmp_path, bn_batches):
+    """Also with precise BatchNorm statistics before each validation (``bn_batches``): they
+    draw from their own sampler and leave the torch RNG (dropout) alone."""
     tr, va = splits
-    cfg = TrainConfig(epochs=4, **FAST, model_kwargs={"drop_rate": 0.2})  # dropout uses the torch RNG
+    cfg = TrainConfig(epochs=4, **FAST, model_kwargs={"drop_rate": 0.2},  # dropout uses the torch RNG
+                      bn_batches=bn_batches)
     train(cfg, tr, val=va, out_dir=tmp_path / "a", progress=False)
 
     class Stop(Exception):
@@ -79,6 +83,52 @@ def test_same_seed_same_weights_and_resume_continues_identically(splits, tmp_pat
     lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     strip = lambda ln: {k: v for k, v in json.loads(ln).items() if k != "seconds"}  # noqa: E731
     assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def test_precise_batchnorm_sets_the_running_statistics_from_training_batches(splits, tmp_path):
+    """``bn_batches``: the checkpoint's running statistics are the recalibrated ones, not the
+    momentum estimates; and a checkpoint written before the setting existed still resumes."""
+    tr, va = splits
+    plain = train(TrainConfig(epochs=1, **FAST), tr, val=va, out_dir=tmp_path / "a", progress=False)
+    precise = train(TrainConfig(epochs=1, **FAST, bn_batches=4), tr, val=va, out_dir=tmp_path / "b",
+                    progress=False)
+    a, b = _weights(plain.last_path), _weights(precise.last_path)
+    weights = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(a[k], b[k]) for k in weights)  # same training
+    var = next(k for k in a if k.endswith("running_var"))
+    assert not torch.allclose(a[var], b[var])
+    assert read_checkpoint(precise.last_path)["config"]["bn_batches"] == 4
+    with pytest.raises(ParameterError, match="bn_batches"):
+        TrainConfig(bn_batches=-1)
+    # a last.pt of an older version has no bn_batches in its config: resumed with the default
+    state = torch.load(plain.last_path, weights_only=True)
+    del state["config"]["bn_batches"]
+    torch.save(state, tmp_path / "old.pt")
+    res = train(TrainConfig(epochs=2, **FAST), tr, val=va, out_dir=tmp_path / "a", resume=tmp_path / "old.pt",
+                progress=False)
+    assert res.epochs_run == 2
+
+
+def test_recalibrate_a_trained_model_on_two_input_sizes(tmp_path):
+    """``recalibrate``: a model trained before (one set of statistics) gets statistics per
+    input size from the training items, and keeps them through a checkpoint."""
+    from xtalscreen.models import create_model
+    from xtalscreen.models.sizebn import batchnorm_sizes
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train import recalibrate, save_checkpoint
+
+    data = load_labels(_two_detector_set(tmp_path / "d"), target="binary").split("train")
+    model = create_model("spotcount", num_classes=2, img_size=48)
+    pp = PreprocessConfig(bin="auto", crop=(48, 48), unbinned_up_to=2, max_shift=2)
+    assert recalibrate(model, data, pp, batches=6, batch_size=8) == 6
+    assert batchnorm_sizes(model)["features.1"] == ["24x24", "48x48"]
+    bn = model.features[1]
+    assert not torch.allclose(bn.running_mean_s24x24, bn.running_mean_s48x48)
+    save_checkpoint(tmp_path / "m.pt", model, preprocess=pp, classes=data.classes, target="binary")
+    m2, _, _ = load_model(tmp_path / "m.pt")
+    torch.testing.assert_close(m2.features[1].running_var_s48x48, bn.running_var_s48x48)
+    with pytest.raises(ParameterError, match="batches"):
+        recalibrate(model, data, pp, batches=0)
 
 
 def test_resume_with_other_settings_is_refused(smoke, splits, tmp_path):

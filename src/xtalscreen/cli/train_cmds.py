@@ -93,6 +93,9 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true", help="no random crops/flips/turns/scaling")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy")
+    p.add_argument("--bn-batches", type=int, default=0, metavar="N",
+                   help="before each validation, set BatchNorm running statistics to the mean over N "
+                        "training batches (precise BatchNorm, per input size); 0: momentum estimates")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -228,7 +231,7 @@ def run_train(args) -> int:
                       optimizer=args.optimizer, lr=args.lr, lr_end=args.lr_end, schedule=args.schedule,
                       step_size=args.step_size, gamma=args.gamma, momentum=args.momentum,
                       weight_decay=args.weight_decay, augment=not args.no_augment, patience=args.patience,
-                      init=args.init, val_fraction=args.val_fraction)
+                      init=args.init, val_fraction=args.val_fraction, bn_batches=args.bn_batches)
     data = _load(args, cfg.target, cfg.val_fraction)
     tr, va = data.split("train"), data.split("val")
     print(f"training {cfg.model} ({cfg.target}: {', '.join(data.classes)}) on {len(tr)} frames "

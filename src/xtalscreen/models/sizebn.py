@@ -21,6 +21,12 @@ a size never trained on uses the nearest trained size (by pixel count). The laye
 registers the buffers a ``state_dict`` names, so a checkpoint reloads into a freshly built model;
 a model without them is unchanged.
 
+:func:`recalibrate_batchnorm` ("precise BatchNorm", Wu & Johnson 2021) replaces the running
+statistics by plain averages over many batches, per layer and input size. The momentum estimate
+(0.1: about the last 10 batches) depends on which classes the last batches held; on a DiffraNet
+5-class run (16 batches an epoch) validation accuracy swung between 0.64 and 0.94 from one epoch
+to the next while training accuracy rose smoothly.
+
 >>> import torch
 >>> from xtalscreen.models import create_model
 >>> m = split_batchnorm(create_model("spotcount"))
@@ -37,7 +43,8 @@ import re
 import torch
 from torch import nn
 
-__all__ = ["split_batchnorm", "restore_batchnorm_sizes", "batchnorm_sizes", "has_split_batchnorm"]
+__all__ = ["split_batchnorm", "restore_batchnorm_sizes", "batchnorm_sizes", "has_split_batchnorm",
+           "recalibrate_batchnorm"]
 
 _PREFIX_MEAN, _PREFIX_VAR = "running_mean_s", "running_var_s"
 _BUFFER = re.compile(r"^(?P<layer>.*?)\.?running_(?P<kind>mean|var)_s(?P<h>\d+)x(?P<w>\d+)$")
@@ -149,3 +156,62 @@ def restore_batchnorm_sizes(model: nn.Module, state_dict) -> bool:
             if hw not in _sizes(bn):
                 _add_size(bn, hw)
     return True
+
+
+def recalibrate_batchnorm(model: nn.Module, batches, *, device="cpu") -> int:
+    """Set every BatchNorm layer's running statistics to the mean of the batch statistics over
+    ``batches`` (precise BatchNorm), per input size for a split model.
+
+    ``batches`` yields input tensors ``(N, C, H, W)`` (or tuples whose first item is one), each
+    of one size, as in training (augmented training batches). The model runs in train mode
+    without gradients, so each layer sees the inputs it sees in training; the global random
+    state is left as it was; the model is returned to its previous mode. Layers of an unsplit
+    model average over every batch. Returns the number of batches used (batches of fewer than
+    2 items are skipped).
+    """
+    sums: dict = {}
+
+    def hook(bn, args):
+        x = args[0]
+        if x.shape[0] < 2:
+            return None
+        dims = [0] + list(range(2, x.ndim))
+        hw = (int(x.shape[-2]), int(x.shape[-1])) if has_split_batchnorm(model) and x.ndim >= 3 else None
+        mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=True)
+        acc = sums.setdefault((id(bn), hw), [0, torch.zeros_like(mean), torch.zeros_like(var)])
+        acc[0] += 1
+        acc[1] += mean
+        acc[2] += var
+        return None
+
+    layers = [bn for _, bn in _layers(model)]
+    if not layers:
+        return 0
+    handles = [bn.register_forward_pre_hook(hook) for bn in layers]
+    was_training = model.training
+    used = 0
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.train()
+            for b in batches:
+                x = b[0] if isinstance(b, (tuple, list)) else b
+                if x.shape[0] < 2:
+                    continue
+                model(x.to(device))
+                used += 1
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    by_id = {id(bn): bn for bn in layers}
+    with torch.no_grad():
+        for (key, hw), (n, m, v) in sums.items():
+            bn = by_id[key]
+            if hw is None:
+                bn.running_mean.copy_(m / n)
+                bn.running_var.copy_(v / n)
+            else:
+                tag = f"{hw[0]}x{hw[1]}"
+                getattr(bn, _PREFIX_MEAN + tag).copy_(m / n)
+                getattr(bn, _PREFIX_VAR + tag).copy_(v / n)
+    return used

@@ -98,7 +98,8 @@ class PreprocessConfig:
         256 crop and ``unbinned_up_to=2`` a 512 x 512 CCD gives a 512 x 512 input at factor 1,
         a 2.3 Mpx CSPAD a 256 x 256 input at factor 7. 1 (default): always bin. The output
         size then depends on the detector (:meth:`output_shape_for`); models with a global
-        head (``spotcount``) take any size.
+        head (``spotcount``) take any size. Training on inputs of several sizes keeps
+        BatchNorm running statistics per size (:mod:`xtalscreen.models.sizebn`).
     margin : int
         Pixels on each side of the input image that lie outside the field of view: training
         windows cut with room for random shifts (``crop + 2 * max_shift`` after binning) use

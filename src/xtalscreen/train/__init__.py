@@ -8,11 +8,12 @@
 
 from xtalscreen.train.checkpoint import SCHEMA_VERSION, TASK, load_model, read_checkpoint, save_checkpoint
 from xtalscreen.train.datasets import TARGETS, FrameDataset, LabelledSet, load_labels, map_label
-from xtalscreen.train.loop import TrainConfig, TrainResult, build_model, predict, resolve_device, train
+from xtalscreen.train.loop import (TrainConfig, TrainResult, build_model, predict, recalibrate, resolve_device,
+                                  train)
 from xtalscreen.train.samplers import BalancedBatchSampler, RandomBatchSampler
 from xtalscreen.train.schedules import SCHEDULES, learning_rate
 
 __all__ = ["SCHEMA_VERSION", "TASK", "load_model", "read_checkpoint", "save_checkpoint", "TARGETS",
            "FrameDataset", "LabelledSet", "load_labels", "map_label", "TrainConfig", "TrainResult",
-           "build_model", "predict", "resolve_device", "train", "BalancedBatchSampler",
+           "build_model", "predict", "recalibrate", "resolve_device", "train", "BalancedBatchSampler",
            "RandomBatchSampler", "SCHEDULES", "learning_rate"]

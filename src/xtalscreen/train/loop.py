@@ -31,7 +31,7 @@ from xtalscreen.train.datasets import (IMAGE_TARGETS, TARGETS, FrameDataset, Lab
                                        check_target, check_val_fraction)
 from xtalscreen.train.schedules import SCHEDULES, learning_rate
 
-__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "predict", "resolve_device"]
+__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "predict", "recalibrate", "resolve_device"]
 
 log = logging.getLogger("xtalscreen.train")
 
@@ -89,6 +89,11 @@ class TrainConfig:
     workers : int
         DataLoader worker processes (0 = read in this process).
     eval_batch_size : int
+    bn_batches : int
+        Before each validation, re-estimate every BatchNorm layer's running statistics as the
+        plain mean over this many (augmented) training batches, per input size ("precise
+        BatchNorm", :func:`xtalscreen.models.sizebn.recalibrate_batchnorm`); the checkpoints
+        keep them. 0 (default): the momentum estimates of the last training batches.
     """
 
     model: str = "ke2018"
@@ -116,6 +121,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     init: str | None = None
     val_fraction: float | None = None
+    bn_batches: int = 0
 
     def __post_init__(self) -> None:
         check_target(self.target)
@@ -143,6 +149,8 @@ class TrainConfig:
             raise ParameterError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.patience is not None and (int(self.patience) != self.patience or self.patience < 1):
             raise ParameterError(f"patience must be an integer >= 1 (epochs) or None, got {self.patience!r}")
+        if isinstance(self.bn_batches, bool) or int(self.bn_batches) != self.bn_batches or self.bn_batches < 0:
+            raise ParameterError(f"bn_batches must be an integer >= 0 (training batches), got {self.bn_batches!r}")
         if int(self.workers) != self.workers or self.workers < 0:
             raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}")
         if self.img_size is not None and (int(self.img_size) != self.img_size or self.img_size < 8):
@@ -434,10 +442,10 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     """
     import torch
 
-    from xtalscreen.models.sizebn import restore_batchnorm_sizes, split_batchnorm
+    from xtalscreen.models.sizebn import recalibrate_batchnorm, restore_batchnorm_sizes, split_batchnorm
     from xtalscreen.progress import track
     from xtalscreen.train.checkpoint import read_checkpoint, save_checkpoint
-    from xtalscreen.train.samplers import BalancedBatchSampler, GroupedBatchSampler, RandomBatchSampler, collate
+    from xtalscreen.train.samplers import BalancedBatchSampler, RandomBatchSampler, collate
 
     t0 = time.perf_counter()
     if data.target != config.target:
@@ -485,12 +493,10 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     val_set = FrameDataset(val, pp, augment=False) if val is not None and len(val) else None
     sampler_cls = BalancedBatchSampler if config.balanced else RandomBatchSampler
     groups = _size_groups(train_set)
-    if groups is None:
-        sampler = sampler_cls(data.labels, batch_size=config.batch_size,
-                              batches_per_epoch=config.batches_per_epoch, seed=config.seed)
-    else:  # inputs of several sizes: each batch from one group (detector)
-        sampler = GroupedBatchSampler(sampler_cls, data.labels, groups, batch_size=config.batch_size,
-                                      batches_per_epoch=config.batches_per_epoch, seed=config.seed)
+    # inputs of several sizes (groups): each batch from one group (detector)
+    sampler = _batch_sampler(sampler_cls, data.labels, groups, config.batch_size, config.batches_per_epoch,
+                             config.seed)
+    if groups is not None:
         # and BatchNorm running statistics per input size: one set averaged over a 512 px and a
         # 256 px input normalises neither in eval mode (xtalscreen.models.sizebn)
         split_batchnorm(model)
@@ -500,6 +506,14 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                                          collate_fn=collate,
                                          pin_memory=device.type == "cuda",
                                          generator=torch.Generator().manual_seed(config.seed))
+    bn_loader = bn_sampler = None
+    if config.bn_batches and _has_batchnorm(model):  # precise BatchNorm: a sampler of its own
+        bn_seed = config.seed + _BN_SEED
+        bn_sampler = _batch_sampler(sampler_cls, data.labels, groups, config.batch_size, config.bn_batches,
+                                    bn_seed)
+        bn_loader = torch.utils.data.DataLoader(train_set, batch_sampler=bn_sampler,
+                                                num_workers=config.workers, collate_fn=collate,
+                                                generator=torch.Generator().manual_seed(bn_seed))
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-1)
     val_cache: dict = {}
     common = dict(preprocess=pp, classes=data.classes, target=config.target, config=config.to_dict())
@@ -539,6 +553,10 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
             loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
+        # ---- precise BatchNorm statistics (per input size) for validation and the checkpoints
+        if bn_loader is not None:
+            bn_sampler.set_epoch(epoch)
+            recalibrate_batchnorm(model, ((x[y >= 0], y) for x, y, _ in bn_loader), device=device)
         # ---- eval: validation accuracy and loss (no augmentation; tensors cached when small)
         metrics = {"epoch": epoch, "lr": lr,
                    "train_loss": loss_sum / seen if seen else float("nan"),
@@ -587,6 +605,48 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
     return result
 
 
+_BN_SEED = 104_729  # offset of the precise-BatchNorm sampler's seed from the training seed
+
+
+def _batch_sampler(sampler_cls, labels, groups, batch_size, batches_per_epoch, seed):
+    """``sampler_cls`` over ``labels``; with ``groups`` (input sizes) a batch never mixes them."""
+    from xtalscreen.train.samplers import GroupedBatchSampler
+
+    if groups is None:
+        return sampler_cls(labels, batch_size=batch_size, batches_per_epoch=batches_per_epoch, seed=seed)
+    return GroupedBatchSampler(sampler_cls, labels, groups, batch_size=batch_size,
+                               batches_per_epoch=batches_per_epoch, seed=seed)
+
+
+def recalibrate(model, data: LabelledSet, preprocess, *, batches: int = 50, batch_size: int = 64,
+                seed: int = 0, augment: bool = True, workers: int = 0, device="cpu") -> int:
+    """Precise BatchNorm statistics for a trained model, from ``batches`` batches of ``data``.
+
+    Each batch holds one input size (as in training); with items of several input sizes the
+    model's BatchNorm layers are split per size first (:mod:`xtalscreen.models.sizebn`).
+    ``augment``: the training augmentation (the statistics the weights were trained under).
+    Returns the number of batches used. Save the model afterwards to keep them.
+    """
+    import torch
+
+    from xtalscreen.models.sizebn import recalibrate_batchnorm, split_batchnorm
+    from xtalscreen.train.samplers import RandomBatchSampler, collate
+
+    if int(batches) < 1:
+        raise ParameterError(f"batches must be >= 1, got {batches!r}")
+    ds = FrameDataset(data, preprocess, augment=augment, seed=seed)
+    try:
+        groups = _size_groups(ds)
+        if groups is not None:
+            split_batchnorm(model)
+        sampler = _batch_sampler(RandomBatchSampler, data.labels, groups, batch_size, int(batches), seed)
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                                             generator=torch.Generator().manual_seed(seed))
+        return recalibrate_batchnorm(model, ((x[y >= 0], y) for x, y, _ in loader), device=device)
+    finally:
+        ds.close()
+
+
 def _crystal_threshold(probs: np.ndarray, labels: np.ndarray, min_tpr: float = 0.8) -> float | None:
     """Paper 000's "interesting drop" threshold on the validation ROC (TPR >= 0.8), or None
     without a crystal in the validation items."""
@@ -608,6 +668,9 @@ def _has_batchnorm(model) -> bool:
 
 def _check_resume(state: dict, config: TrainConfig, path) -> None:
     old = dict(state.get("config") or {})
+    for f in dataclasses.fields(TrainConfig):  # settings added since the checkpoint: their defaults
+        if f.name not in old and f.default is not dataclasses.MISSING:
+            old[f.name] = f.default
     new = config.to_dict()
     free = {"epochs", "patience", "workers", "device", "eval_batch_size"}
     diff = sorted(k for k in set(old) | set(new) if k not in free
