@@ -15,6 +15,11 @@ CCD 89.8 % (sensitivity 81.5 %, specificity 100 %) in eval mode against 92.2 % (
 with its own batch statistics: the Miss-leaning bias that session 4 saw. The CSPAD and the
 Pilatus moved by 0-1.2 points. The binned model (all inputs 256 px, 36 epochs) shows no such
 bias: eval mode is as good or better on every detector (DiffraNet 94.9 % vs 92.6 %).
+
+Since session 6 a model trained on several input sizes keeps BatchNorm running statistics per
+input size (:mod:`xtalscreen.models.sizebn`), so eval mode reads the statistics of its own
+size; this script checks that it does (eval mode should then be at least as good as own-batch
+statistics on every detector).
 """
 
 from __future__ import annotations
