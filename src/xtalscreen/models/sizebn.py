@@ -47,7 +47,7 @@ __all__ = ["split_batchnorm", "restore_batchnorm_sizes", "batchnorm_sizes", "has
            "recalibrate_batchnorm"]
 
 _PREFIX_MEAN, _PREFIX_VAR = "running_mean_s", "running_var_s"
-_BUFFER = re.compile(r"^(?P<layer>.*?)\.?running_(?P<kind>mean|var)_s(?P<h>\d+)x(?P<w>\d+)$")
+_BUFFER = re.compile(r"^(?P<layer>.*?)\.?running_mean_s(?P<h>\d+)x(?P<w>\d+)$")  # one per layer and size
 
 
 def _layers(model: nn.Module):
@@ -57,16 +57,21 @@ def _layers(model: nn.Module):
 
 
 def _sizes(bn) -> list[tuple[int, int]]:
-    return sorted({(int(h), int(w)) for h, w in getattr(bn, "_xs_sizes", ())})
+    """The (H, W) input sizes ``bn`` has statistics for, sorted (kept sorted by :func:`_add_size`)."""
+    return getattr(bn, "_xs_sizes", [])
+
+
+def _key(hw: tuple[int, int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
 
 
 def _add_size(bn, hw: tuple[int, int]) -> None:
     """Statistics for a new input size, starting from the layer's statistics when it was split."""
-    key = f"{hw[0]}x{hw[1]}"
+    key = _key(hw)
     mean, var = getattr(bn, "_xs_base", (bn.running_mean, bn.running_var))
     bn.register_buffer(_PREFIX_MEAN + key, mean.detach().clone().to(bn.running_mean.device))
     bn.register_buffer(_PREFIX_VAR + key, var.detach().clone().to(bn.running_var.device))
-    bn._xs_sizes = sorted(set(getattr(bn, "_xs_sizes", [])) | {hw})
+    bn._xs_sizes = sorted(set(_sizes(bn)) | {hw})
 
 
 def _nearest(sizes, hw):
@@ -87,7 +92,7 @@ def _before(bn, args):
             return None
         else:
             hw = _nearest(sizes, hw)
-    key = f"{hw[0]}x{hw[1]}"
+    key = _key(hw)
     with torch.no_grad():
         bn.running_mean.copy_(getattr(bn, _PREFIX_MEAN + key))
         bn.running_var.copy_(getattr(bn, _PREFIX_VAR + key))
@@ -130,8 +135,7 @@ def split_batchnorm(model: nn.Module) -> nn.Module:
 
 def batchnorm_sizes(model: nn.Module) -> dict[str, list[str]]:
     """``{layer name: ["HxW", ...]}``: the input sizes each split layer has statistics for."""
-    return {name: [f"{h}x{w}" for h, w in _sizes(bn)] for name, bn in _layers(model)
-            if getattr(bn, "_xs_sizes", None)}
+    return {name: [_key(hw) for hw in _sizes(bn)] for name, bn in _layers(model) if _sizes(bn)}
 
 
 def restore_batchnorm_sizes(model: nn.Module, state_dict) -> bool:
@@ -142,7 +146,7 @@ def restore_batchnorm_sizes(model: nn.Module, state_dict) -> bool:
     wanted: dict[str, set] = {}
     for k in state_dict:
         m = _BUFFER.match(k)
-        if m and m["kind"] == "mean":
+        if m:
             wanted.setdefault(m["layer"], set()).add((int(m["h"]), int(m["w"])))
     if not wanted:
         return False
@@ -170,13 +174,14 @@ def recalibrate_batchnorm(model: nn.Module, batches, *, device="cpu") -> int:
     2 items are skipped).
     """
     sums: dict = {}
+    per_size = has_split_batchnorm(model)
 
     def hook(bn, args):
         x = args[0]
         if x.shape[0] < 2:
             return None
         dims = [0] + list(range(2, x.ndim))
-        hw = (int(x.shape[-2]), int(x.shape[-1])) if has_split_batchnorm(model) and x.ndim >= 3 else None
+        hw = (int(x.shape[-2]), int(x.shape[-1])) if per_size and x.ndim >= 3 else None
         mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=True)
         acc = sums.setdefault((id(bn), hw), [0, torch.zeros_like(mean), torch.zeros_like(var)])
         acc[0] += 1
@@ -211,7 +216,7 @@ def recalibrate_batchnorm(model: nn.Module, batches, *, device="cpu") -> int:
                 bn.running_mean.copy_(m / n)
                 bn.running_var.copy_(v / n)
             else:
-                tag = f"{hw[0]}x{hw[1]}"
+                tag = _key(hw)
                 getattr(bn, _PREFIX_MEAN + tag).copy_(m / n)
                 getattr(bn, _PREFIX_VAR + tag).copy_(v / n)
     return used
