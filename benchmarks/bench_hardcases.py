@@ -78,7 +78,8 @@ def run(frames_per_class: int, model: str, seed_base: int, only: str | None, vis
     torch.set_num_threads(1)
     net, pp, meta = load_screening_model(model)
     net.eval()
-    proc = FrameProcessor(net, pp, meta["classes"])
+    proc = FrameProcessor(net, pp, meta["classes"], threshold=None,
+                          operating_points=meta.get("operating_points"))  # as `screen` decides
     cases = case_configs(visibility)
     for cfg, opts in list(cases.values())[:3]:  # compile and warm both screens
         frame, _ = simulate_frame(cfg, rng=1, frame_class="good")

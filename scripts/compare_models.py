@@ -9,7 +9,9 @@ its own shipped preprocessing. Printed as Markdown, per preset and overall:
 - Hit+Maybe vs Miss sensitivity / specificity at the model's argmax decision;
 - ROC AUC of ``p_hit + p_maybe``;
 - the sensitivity reached at >= 97 % specificity (the issue's operating point) when the
-  threshold is chosen on the *first half* of the set and checked on the *second half*.
+  threshold is chosen on the *first half* of the set and checked on the *second half*;
+- for a model carrying per-detector operating points (``xtalscreen calibrate``, chosen on other
+  frames), the figures at those points, as ``screen`` decides.
 
     .venv/bin/python scripts/compare_models.py --data /tmp/evalset --frames 1500 \\
         --model old=/tmp/old_default_ke.pt --model new=default
@@ -92,6 +94,23 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
     score = probs[:, 0] + probs[:, 1]
     pred_keep = np.nan_to_num(probs, nan=-1.0).argmax(1) != 2
     pos = data.labels != 2
+    # the model's own per-detector operating points (xtalscreen calibrate), as `screen` applies them
+    op_keep = None
+    if meta.get("operating_points"):
+        from xtalscreen.evaluate.operating import detector_key, keep_scores
+        from xtalscreen.screen.workers import parse_operating_points
+
+        points = parse_operating_points(meta["operating_points"])
+        ds = FrameDataset(data, pp)
+        key_of = {p: detector_key(ds.read(int(np.flatnonzero(presets == p)[0])).data.shape)
+                  for p in set(presets)}
+        op_keep = np.zeros(len(pos), bool)
+        for p in set(presets):
+            k = presets == p
+            op = points.get(key_of[p])
+            z = np.log(np.clip(probs[k].astype(np.float64), 1e-30, None))
+            op_keep[k] = keep_scores(z, np.eye(3), 1.0 if op is None else op.temperature) >= (
+                0.5 if op is None else op.threshold)
     out = {}
     for name in sorted(set(presets)) + ["all"]:
         k = np.ones(len(pos), bool) if name == "all" else presets == name
@@ -102,6 +121,9 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
             "auc": _auc(score[k & pos], score[k & ~pos]),
             "at_97": operating_point(score[k], pos[k], first[k]),
         }
+        if op_keep is not None:
+            out[name]["operating_points"] = {"sensitivity": float(np.mean(op_keep[k & pos])),
+                                             "specificity": float(np.mean(~op_keep[k & ~pos]))}
     out["_scores"] = (score, pos, presets)
     out["_model"] = {"name": getattr(model, "model_name", "") or type(model).__name__,
                      "parameters": int(sum(p.numel() for p in model.parameters()))}
@@ -159,6 +181,16 @@ def main(argv=None) -> int:
             print(f"| {label} ({r['_model']['name']}) | {n} | {100 * m['sensitivity']:.1f} / "
                   f"{100 * m['specificity']:.1f} % | {m['auc']:.4f} | {a['threshold']:.3f}, "
                   f"{100 * a['sensitivity']:.1f} / {100 * a['specificity']:.1f} % |")
+    with_points = [label for label, r in results.items() if "operating_points" in r["all"]]
+    if with_points:
+        print("\nAt each model's own per-detector operating points (`xtalscreen calibrate`; "
+              "sensitivity / specificity, %):\n")
+        print("| model | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for label in with_points:
+            cells = [f"{100 * results[label][n]['operating_points']['sensitivity']:.1f} / "
+                     f"{100 * results[label][n]['operating_points']['specificity']:.1f}" for n in names]
+            print(f"| {label} | " + " | ".join(cells) + " |")
     thresholds = [float(v) for v in args.thresholds.split(",") if v]
     for label, r in results.items():
         score, pos, pr = r.pop("_scores")

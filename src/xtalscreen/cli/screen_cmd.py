@@ -1,4 +1,5 @@
-"""``xtalscreen screen``: classify frames as hit / maybe / miss with a trained model."""
+"""``xtalscreen screen``: classify frames as hit / maybe / miss with a trained model;
+``xtalscreen calibrate``: choose its per-detector operating points on labelled frames."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def register(sub) -> None:
                     "checkpoint from 'xtalscreen train', and write OUT/results.csv (file, frame, "
                     "p_hit, p_maybe, p_miss, decision[, n_spots], flags), OUT/hits.lst (CrystFEL list "
                     "of the kept frames: hit or maybe), OUT/hits.h5 (the kept frames) and OUT/bad.txt. "
-                    "A frame is kept when p_hit + p_maybe >= --threshold. Frames with no valid pixel "
+                    "A frame is kept when p_hit + p_maybe >= --threshold; without --threshold, "
+                    "each detector's operating point stored in the model by 'xtalscreen "
+                    "calibrate' (else 0.5). Frames with no valid pixel "
                     "get decision 'bad'. Unreadable files/frames are reported, skipped and counted. "
                     "A live hit rate goes to stderr, the summary to stdout.",
         examples="  xtalscreen screen run_0001.h5 --out screen_out/\n"
@@ -31,8 +34,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (reading + inference)")
     p.add_argument("--batch", type=int, default=32, help="frames per inference batch / work unit")
     p.add_argument("--spots", action="store_true", help="also count Bragg spots (n_spots column)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="keep a frame when p_hit + p_maybe >= this")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="keep a frame when p_hit + p_maybe >= this, on every detector (default: "
+                        "the model's operating point for the frame's detector, else 0.5)")
     p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data)")
     p.add_argument("--mask", help="mask file (nonzero = bad) ORed into every frame's mask")
     p.add_argument("--dataset", help="HDF5 dataset holding the frames (auto-detected when not given)")
@@ -51,6 +55,72 @@ def register(sub) -> None:
                         "present); reading and preprocessing stay on the CPU workers")
     p.add_argument("--quiet", action="store_true", help="no live hit-rate lines")
     p.set_defaults(func=run)
+
+    c = add_command(
+        sub, "calibrate", help="choose a screening model's per-detector thresholds on labelled frames",
+        description="Run a screening model over labelled frames as 'screen' does, and per detector "
+                    "(told apart by the raw data shape) fit a softmax temperature (calibrated "
+                    "probabilities) and the keep threshold: the highest threshold keeping at least "
+                    "--min-sensitivity of the hits and maybes (or the lowest rejecting "
+                    "--min-specificity of the misses, or with --balanced the one maximising "
+                    "sensitivity + specificity). Writes a copy of the model with these "
+                    "operating points; 'screen --model OUT' then uses each frame's own detector's. "
+                    "Use frames the model was not trained on: a validation split, frames simulated "
+                    "for your detector, or frames labelled with 'xtalscreen label'.",
+        examples="  xtalscreen simulate --preset cspad --n 1500 --visibility measured --out sim_cspad/\n"
+                 "  xtalscreen calibrate sim_cspad/ --split val --out cspad_calibrated.pt\n"
+                 "  xtalscreen calibrate labelled/ --model run/best.pt --split all "
+                 "--min-specificity 0.97 --out run/calibrated.pt\n"
+                 "  xtalscreen screen 'runs/*.h5' --model cspad_calibrated.pt --out out/")
+    c.add_argument("data", help="labelled frames: xtalscreen simulate output, a labels.csv, or "
+                                "DiffraNet-style class folders")
+    c.add_argument("--model", default="default", help="'default' or a checkpoint file")
+    c.add_argument("--out", required=True, help="calibrated model file to write")
+    c.add_argument("--split", default="val", help="which split to use (train/val/test, or 'all')")
+    rule = c.add_mutually_exclusive_group()
+    rule.add_argument("--min-sensitivity", type=float, default=None,
+                      help="keep at least this share of hits+maybes (default 0.985)")
+    rule.add_argument("--min-specificity", type=float, default=None,
+                      help="instead: reject at least this share of misses")
+    rule.add_argument("--balanced", action="store_true",
+                      help="instead: the threshold maximising sensitivity + specificity")
+    c.add_argument("--min-frames", type=int, default=50, help="frames a detector needs for a point")
+    c.add_argument("--limit", type=int, help="score at most this many frames")
+    c.add_argument("--batch", type=int, default=32, help="frames per inference batch")
+    c.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    c.add_argument("--json", help="also write the points to this JSON file")
+    c.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args) -> int:
+    import json
+
+    from xtalscreen.screen.calibrate import calibrate
+
+    min_sens = args.min_sensitivity
+    if min_sens is None and args.min_specificity is None and not args.balanced:
+        min_sens = 0.985
+    res = calibrate(args.model, args.data, out=args.out,
+                    split=None if args.split == "all" else args.split, min_sensitivity=min_sens,
+                    min_specificity=args.min_specificity, balanced=args.balanced,
+                    min_frames=args.min_frames,
+                    batch=args.batch, limit=args.limit, device=args.device,
+                    echo=lambda m: print(m, file=sys.stderr))
+    print(f"{res.frames} frames scored; operating points (on these frames):\n")
+    print(res.table())
+    for line in res.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if res.bad_items:
+        print(f"{len(res.bad_items)} frame(s) left out, the first: {res.bad_items[0]}", file=sys.stderr)
+    if res.kept:
+        print(f"kept the model's points for {', '.join(sorted(res.kept))}")
+    print(f"wrote {res.out}")
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({k: v.to_dict() for k, v in res.points.items()},
+                                              indent=2) + "\n")
+    return 0
 
 
 def run(args) -> int:
@@ -75,6 +145,12 @@ def run(args) -> int:
                write_hits=not args.no_hits_h5, live=False if args.quiet else True,
                device=args.device, **read)
     print(f"screened {s.line()}")
+    if s.operating_points:
+        how = "given --threshold" if s.threshold is not None else "model's operating points"
+        print(f"thresholds ({how}): " + ", ".join(
+            f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f})"
+            for k, v in sorted(s.operating_points.items())) + "; other detectors "
+            + (f"{s.threshold:g}" if s.threshold is not None else "0.5"))
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(
         f"{k} {t.get(k, 0.0):.2f}" for k in ("read", "preprocess", "infer", "spots", "write")))

@@ -70,6 +70,11 @@ class Summary:
     outputs : dict
         Paths written (results, hits_lst, hits_h5 list).
     warnings : list of str
+    operating_points : dict
+        The model's per-detector operating points as the run used them:
+        ``{detector_key: {"threshold": T, "temperature": t}}`` (empty for a model without any).
+    threshold : float or None
+        The one threshold given for all detectors, or None (operating points, else 0.5).
     """
 
     frames: int = 0
@@ -81,6 +86,8 @@ class Summary:
     decisions: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    operating_points: dict = field(default_factory=dict)
+    threshold: float | None = None
 
     @property
     def hit_rate(self) -> float:

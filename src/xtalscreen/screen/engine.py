@@ -16,15 +16,18 @@ import time
 from xtalscreen.errors import InputError, ParameterError
 from xtalscreen.screen.collector import FileCollector, Summary
 from xtalscreen.screen.sources import FileSource
-from xtalscreen.screen.workers import FrameProcessor, NoSpots, SpotCounter, Timings, class_weights, run_pool
+from xtalscreen.screen.workers import (FrameProcessor, NoSpots, SpotCounter, Timings, class_weights,
+                                      parse_operating_points, run_pool)
 
 __all__ = ["screen"]
 
 
-def _check(workers, batch, threshold) -> tuple[int, int, float]:
+def _check(workers, batch, threshold) -> tuple[int, int, float | None]:
     for name, v in (("workers", workers), ("batch", batch)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ParameterError(f"{name} must be an integer >= 1, got {v!r}")
+    if threshold is None:
+        return int(workers), int(batch), None
     try:
         t = float(threshold)
     except (TypeError, ValueError):
@@ -46,7 +49,7 @@ def _batches(it, size):
 
 
 def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 32,
-           spots: bool = False, spot_params: dict | None = None, threshold: float = 0.5,
+           spots: bool = False, spot_params: dict | None = None, threshold: float | None = None,
            source=None, write_hits: bool = True, live: bool | None = None,
            live_every: float = 2.0, echo=None, device: str = "cpu", **read_options) -> Summary:
     """Screen frames with a hit-finding model; write results.csv, hits.lst and hits.h5.
@@ -67,8 +70,12 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     spots : bool, keyword-only
         Also count Bragg spots (``n_spots`` column) with :func:`xtalscreen.spots.find_spots`
         (``spot_params`` passed to it).
-    threshold : float, keyword-only
-        Keep a frame when ``p_hit + p_maybe >= threshold`` (0.5: the larger of Hit+Maybe and Miss).
+    threshold : float or None, keyword-only
+        Keep a frame when ``p_hit + p_maybe >= threshold`` (0.5: the larger of Hit+Maybe and
+        Miss), on every detector. None (default): each frame uses its detector's operating point
+        stored in the model file by ``xtalscreen calibrate`` (a temperature for its
+        probabilities and a threshold), and 0.5 on a detector without one; the temperatures
+        apply either way.
     source : FrameSource, keyword-only
         Read from this source instead of ``paths`` (e.g. a :class:`ZmqSource`).
     write_hits : bool, keyword-only
@@ -115,6 +122,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         raise ParameterError("paths: give files/folders to screen (or a source)")
     net, pp, meta = load_screening_model(model)
     class_weights(meta["classes"])  # refuses non-screening models before any work
+    points = parse_operating_points(meta.get("operating_points"))
     spot_step = SpotCounter(**(spot_params or {})) if spots else NoSpots()
     collector = FileCollector(out, spots=spots, write_hits=write_hits, live=live,
                               live_every=live_every, trained_on=meta["card"].get("trained_on"),
@@ -128,7 +136,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         if workers == 1:
             threads = torch.get_num_threads()
             proc = FrameProcessor(net, pp, meta["classes"], threshold=threshold, spots=spot_step,
-                                  device=device)
+                                  device=device, operating_points=points)
             it = iter(src.frames())
             while True:
                 t0 = time.perf_counter()
@@ -171,6 +179,9 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         summary.timings[k] = getattr(timings, k)
     summary.timings["write"] = summary.timings.get("write", 0.0) + timings.write  # worker parts
     summary.outputs["model"] = meta["path"]
+    summary.operating_points = {k: {"threshold": op.threshold if threshold is None else threshold,
+                                    "temperature": op.temperature} for k, op in points.items()}
+    summary.threshold = threshold
     if summary.frames == 0 and summary.bad_items:
         raise InputError(f"no frame could be read: {len(summary.bad_items)} bad item(s), the first: "
                          f"{summary.bad_items[0]}")

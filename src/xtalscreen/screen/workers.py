@@ -12,7 +12,9 @@ Results come back in reading order either way, so ``--workers 2`` writes the sam
 Decisions (paper 001, Table 3: Hit and Maybe are added, then compared with Miss):
 
 - ``p_hit + p_maybe >= threshold`` -> ``"hit"`` or ``"maybe"``, whichever is more probable;
-  these frames are *kept* (``hits.lst``, ``hits.h5``);
+  these frames are *kept* (``hits.lst``, ``hits.h5``). Without a threshold given, each frame
+  uses its detector's :class:`~xtalscreen.evaluate.operating.OperatingPoint` from the model
+  file (temperature and threshold, chosen by ``xtalscreen calibrate``), else 0.5;
 - otherwise ``"miss"``;
 - ``"bad"`` when the network input has no valid pixel (all-masked frame, or the crop lies off
   the detector): probabilities are left empty and the frame is counted as bad, never as a miss.
@@ -116,6 +118,19 @@ class Timings:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
+#: keep threshold of a detector without an operating point (the larger of Hit+Maybe and Miss)
+DEFAULT_THRESHOLD = 0.5
+
+
+def parse_operating_points(points) -> dict:
+    """``{detector_key: OperatingPoint}`` from a checkpoint's ``operating_points`` (dicts or
+    :class:`~xtalscreen.evaluate.operating.OperatingPoint`; None -> empty)."""
+    from xtalscreen.evaluate.operating import OperatingPoint
+
+    return {str(k): v if isinstance(v, OperatingPoint) else OperatingPoint.from_dict(v)
+            for k, v in (points or {}).items()}
+
+
 class FrameProcessor:
     """Preprocess + batched inference (+ spots) for batches of frames.
 
@@ -126,8 +141,14 @@ class FrameProcessor:
     preprocess : PreprocessConfig
     classes : sequence of str
         The model's output classes (see :func:`class_weights`).
-    threshold : float, keyword-only
-        Minimum ``p_hit + p_maybe`` for a kept frame.
+    threshold : float or None, keyword-only
+        Minimum ``p_hit + p_maybe`` for a kept frame, for every detector; None: the frame's
+        detector's operating point, or :data:`DEFAULT_THRESHOLD` for a detector without one.
+    operating_points : dict, keyword-only
+        ``{detector_key: OperatingPoint or dict}`` (a checkpoint's ``operating_points``): the
+        temperature applied to the logits of that detector's frames and, when ``threshold`` is
+        None, its threshold. Keys are raw data shapes
+        (:func:`~xtalscreen.evaluate.operating.detector_key`).
     spots : callable, keyword-only
         ``spots(frame) -> int or None`` (:class:`NoSpots`, :class:`SpotCounter`).
     device : str or torch.device, keyword-only
@@ -136,8 +157,8 @@ class FrameProcessor:
         pinned-memory copy.
     """
 
-    def __init__(self, model, preprocess, classes, *, threshold: float = 0.5, spots=None,
-                 device="cpu") -> None:
+    def __init__(self, model, preprocess, classes, *, threshold: float | None = DEFAULT_THRESHOLD,
+                 spots=None, device="cpu", operating_points: dict | None = None) -> None:
         from xtalscreen.screen.prepare import FastPreprocess
         from xtalscreen.train.loop import resolve_device
 
@@ -145,12 +166,14 @@ class FrameProcessor:
         self.model = model.to(self.device).eval()
         self.prepare = FastPreprocess(preprocess)
         self.weights = class_weights(classes)
-        self.threshold = float(threshold)
+        self.threshold = None if threshold is None else float(threshold)
+        self.points = parse_operating_points(operating_points)
         self.spots = spots or NoSpots()
         self.timings = Timings()
 
-    def process(self, frames: list) -> list[FrameResult]:
-        """Results of ``frames`` (same order). Every frame gives one result."""
+    def infer(self, frames: list) -> tuple[list, np.ndarray]:
+        """``(prepared, logits)``: the network inputs of ``frames`` and the model's raw outputs
+        (rows of frames without a valid pixel are NaN), one inference per input size."""
         import torch
 
         t0 = time.perf_counter()
@@ -160,22 +183,36 @@ class FrameProcessor:
         for i, p in enumerate(prepared):
             if p.n_valid > 0:
                 groups.setdefault(p.x.shape, []).append(i)
-        probs = np.full((len(frames), 3), np.nan, np.float32)
+        logits = np.full((len(frames), self.weights.shape[0]), np.nan, np.float32)
         for good in groups.values():
             x = torch.from_numpy(np.stack([prepared[i].x for i in good]))
             with torch.inference_mode():
                 if self.device.type != "cpu":
                     x = x.pin_memory().to(self.device, non_blocking=True)
-                p = torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
-            probs[good] = p @ self.weights
+                logits[good] = self.model(x).float().cpu().numpy()
+        self.timings.preprocess += t1 - t0
+        self.timings.infer += time.perf_counter() - t1
+        return prepared, logits
+
+    def process(self, frames: list) -> list[FrameResult]:
+        """Results of ``frames`` (same order). Every frame gives one result."""
+        from xtalscreen.evaluate.operating import detector_key, hit_maybe_miss
+
+        prepared, logits = self.infer(frames)
+        t1 = time.perf_counter()
+        ops = [self.points.get(detector_key(f.data.shape)) for f in frames] if self.points else [None] * len(frames)
+        temps = np.array([1.0 if op is None else op.temperature for op in ops])
+        probs = hit_maybe_miss(logits, self.weights, temps)
         t2 = time.perf_counter()
         out = []
-        for f, pp, pr in zip(frames, prepared, probs):
+        for f, pp, pr, op in zip(frames, prepared, probs, ops):
             flags = ["no_beam_center"] if pp.no_beam_center else []
+            thr = self.threshold if self.threshold is not None else (
+                DEFAULT_THRESHOLD if op is None else op.threshold)
             if pp.n_valid == 0:
                 decision = "bad"
                 flags.append("all_masked")
-            elif pr[0] + pr[1] >= self.threshold:
+            elif pr[0] + pr[1] >= thr:
                 decision = "hit" if pr[0] >= pr[1] else "maybe"
             else:
                 decision = "miss"
@@ -186,7 +223,6 @@ class FrameProcessor:
                 multi=f.format in MULTI_FORMATS or f.index > 0,
                 shape=tuple(f.data.shape), pixel_size=f.pixel_size, distance=f.distance))
         t3 = time.perf_counter()
-        self.timings.preprocess += t1 - t0
         self.timings.infer += t2 - t1
         self.timings.spots += t3 - t2
         return out
@@ -196,7 +232,7 @@ class FrameProcessor:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(model_path: str, threshold: float, spot_params, read_options: dict,
+def _init_worker(model_path: str, threshold: float | None, spot_params, read_options: dict,
                  write_hits: bool = False, device: str = "cpu") -> None:
     import torch
 
@@ -208,7 +244,7 @@ def _init_worker(model_path: str, threshold: float, spot_params, read_options: d
     model, pp, meta = load_model(model_path)
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
     _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
-                                    device=device)
+                                    device=device, operating_points=meta.get("operating_points"))
     _STATE["read"] = read_options
     _STATE["write_hits"] = write_hits
 
@@ -326,7 +362,7 @@ def _work_chunk(task) -> tuple[list, list, list, dict]:
     return results, bad, encoded, tm.__dict__
 
 
-def run_pool(tasks, *, workers: int, model_path: str, threshold: float, spot_params,
+def run_pool(tasks, *, workers: int, model_path: str, threshold: float | None, spot_params,
              read_options: dict, write_hits: bool = False, device: str = "cpu"):
     """Run ``tasks`` on ``workers`` processes; yields ``_work_chunk`` outputs in task order.
 

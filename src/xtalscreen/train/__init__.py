@@ -6,7 +6,8 @@
 >>> model, preprocess, meta = load_model("run/best.pt")
 """
 
-from xtalscreen.train.checkpoint import SCHEMA_VERSION, TASK, load_model, read_checkpoint, save_checkpoint
+from xtalscreen.train.checkpoint import (SCHEMA_VERSION, TASK, load_model, read_checkpoint, save_checkpoint,
+                                         update_checkpoint)
 from xtalscreen.train.datasets import TARGETS, FrameDataset, LabelledSet, load_labels, map_label
 from xtalscreen.train.loop import (TrainConfig, TrainResult, build_model, predict, recalibrate, resolve_device,
                                   train)
@@ -15,5 +16,6 @@ from xtalscreen.train.schedules import SCHEDULES, learning_rate
 
 __all__ = ["SCHEMA_VERSION", "TASK", "load_model", "read_checkpoint", "save_checkpoint", "TARGETS",
            "FrameDataset", "LabelledSet", "load_labels", "map_label", "TrainConfig", "TrainResult",
-           "build_model", "predict", "recalibrate", "resolve_device", "train", "BalancedBatchSampler",
+           "build_model", "predict", "recalibrate", "resolve_device", "train", "update_checkpoint",
+           "BalancedBatchSampler",
            "RandomBatchSampler", "SCHEDULES", "learning_rate"]

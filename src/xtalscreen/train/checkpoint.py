@@ -13,6 +13,8 @@ code runs on load) holding:
 ``epoch``        epochs completed
 ``optimizer``, ``rng``, ``history``, ``best``, ``config``   for resuming identically
 ``xtalscreen_version``
+``operating_points``  optional: ``{detector_key: OperatingPoint dict}`` written by
+                 ``xtalscreen calibrate`` (:func:`update_checkpoint`), used by ``screen``
 
 :func:`load_model` refuses a file of another format, schema or task with an
 :class:`~xtalscreen.errors.InputError` naming the file.
@@ -26,7 +28,8 @@ from typing import Any
 
 from xtalscreen.errors import InputError
 
-__all__ = ["SCHEMA_VERSION", "TASK", "FORMAT", "save_checkpoint", "read_checkpoint", "load_model"]
+__all__ = ["SCHEMA_VERSION", "TASK", "FORMAT", "save_checkpoint", "read_checkpoint", "load_model",
+           "update_checkpoint"]
 
 SCHEMA_VERSION = 1
 TASK = "frame-classification"
@@ -60,12 +63,26 @@ def save_checkpoint(path, model, *, preprocess, classes, target: str, epoch: int
         "config": _plain(config or {}),
         "xtalscreen_version": __version__,
     }
+    return _write(path, state)
+
+
+def _write(path, state: dict) -> Path:
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path
+
+
+def update_checkpoint(src, dst, **fields: Any) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` (atomically; ``dst`` may be ``src``) with ``fields``
+    set, e.g. ``operating_points={...}``; the weights and everything else unchanged."""
+    state = read_checkpoint(src, task=None)
+    state.update({k: _plain(v) for k, v in fields.items()})
+    return _write(dst, state)
 
 
 def _plain(v):

@@ -1,0 +1,212 @@
+"""Per-detector operating points: a softmax temperature and a keep threshold for each detector.
+
+A screening model trained on several detectors is rarely equally confident on all of them: on
+one, frames near the Miss / Maybe boundary come out at ``p_hit + p_maybe`` around 0.3, on
+another around 0.6. One global threshold then trades sensitivity on the first for specificity on
+the second. An :class:`OperatingPoint` fixes both per detector, from labelled frames of that
+detector (a validation split, or frames simulated for the user's own detector):
+
+- ``temperature`` ``T``: probabilities are ``softmax(logits / T)``, ``T`` minimising the
+  negative log-likelihood of the labels (temperature scaling, Guo et al. 2017): calibrated
+  confidences, the decision order unchanged;
+- ``threshold``: keep a frame when ``p_hit + p_maybe >= threshold``, the *highest* threshold
+  still keeping at least ``min_sensitivity`` of the hits (paper 000 picks its threshold at a
+  minimum TPR the same way), or the lowest with at least ``min_specificity``; placed half-way
+  between the last frame it must keep (reject) and the next score, not on a frame's score.
+
+Detectors are told apart by the shape of their raw data (:func:`detector_key`), which is what a
+screening run sees of every frame: ``"512x512"``, ``"32x185x388"`` (a CSPAD's panels).
+
+>>> import numpy as np
+>>> logits = np.log(np.array([[.7, .2, .1], [.1, .1, .8], [.3, .3, .4], [.05, .05, .9]]))
+>>> op = fit_operating_point(logits, np.array([0, 2, 1, 2]), min_sensitivity=1.0)
+>>> op.threshold <= 0.6, op.sensitivity, op.specificity
+(True, 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from xtalscreen.errors import ParameterError
+
+__all__ = ["OperatingPoint", "detector_key", "fit_temperature", "fit_operating_point",
+           "hit_maybe_miss", "keep_scores", "softmax"]
+
+#: temperatures searched by :func:`fit_temperature`
+T_BOUNDS = (0.05, 20.0)
+
+
+def detector_key(shape) -> str:
+    """The key of a detector in a model's operating points: its raw data shape, ``"HxW"`` or
+    ``"PxHxW"``."""
+    return "x".join(str(int(s)) for s in shape)
+
+
+def softmax(logits, temperature=1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` per row, in float64; ``temperature`` a number or one
+    per row."""
+    t = np.asarray(temperature, np.float64)
+    z = np.asarray(logits, np.float64) / (t[:, None] if t.ndim == 1 else t)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_logits(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels)
+    if z.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[0] == 0:
+        raise ParameterError(f"logits must be (N, classes) with N = len(labels) > 0, got logits "
+                             f"{z.shape} and {y.shape[0]} labels")
+    if not np.all(np.isfinite(z)):
+        raise ParameterError("logits hold NaN or inf; leave out the frames the model could not score")
+    if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= z.shape[1]:
+        raise ParameterError(f"labels must be class indices in [0, {z.shape[1]}), got "
+                             f"{y.min()}..{y.max()} ({y.dtype})")
+    return z, y.astype(np.int64)
+
+
+def fit_temperature(logits, labels) -> float:
+    """The temperature ``T`` in :data:`T_BOUNDS` minimising the mean negative log-likelihood of
+    ``labels`` under ``softmax(logits / T)`` (a bounded 1-D search over ``log T``)."""
+    from scipy.optimize import minimize_scalar
+
+    z, y = _check_logits(logits, labels)
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(y)), y]))
+
+    res = minimize_scalar(nll, bounds=tuple(np.log(T_BOUNDS)), method="bounded",
+                          options={"xatol": 1e-4})
+    return float(np.exp(res.x))
+
+
+def hit_maybe_miss(logits, weights, temperature=1.0) -> np.ndarray:
+    """``(N, 3)`` hit, maybe, miss probabilities: ``softmax(logits / T) @ weights``
+    (``weights`` from :func:`xtalscreen.screen.workers.class_weights`). ``screen`` and
+    :func:`fit_operating_point` both score frames with this one function."""
+    return softmax(logits, temperature) @ np.asarray(weights, np.float64)
+
+
+def keep_scores(logits, weights, temperature=1.0) -> np.ndarray:
+    """``p_hit + p_maybe`` of each row (see :func:`hit_maybe_miss`)."""
+    p = hit_maybe_miss(logits, weights, temperature)
+    return p[:, 0] + p[:, 1]
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Temperature and keep threshold of one detector, with what they gave on the frames they
+    were chosen on."""
+
+    threshold: float
+    temperature: float = 1.0
+    sensitivity: float = float("nan")
+    specificity: float = float("nan")
+    auc: float = float("nan")
+    n_positive: int = 0
+    n_negative: int = 0
+    rule: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ParameterError(f"operating point threshold must be in [0, 1], got {self.threshold!r}")
+        if not T_BOUNDS[0] <= float(self.temperature) <= T_BOUNDS[1]:
+            raise ParameterError(f"operating point temperature must be in {T_BOUNDS}, "
+                                 f"got {self.temperature!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OperatingPoint":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in dict(d).items() if k in known})
+
+
+def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float | None = 0.985,
+                        min_specificity: float | None = None, balanced: bool = False,
+                        source: str = "") -> OperatingPoint:
+    """Temperature and threshold for one detector's labelled frames.
+
+    Parameters
+    ----------
+    logits : array (N, C)
+        The model's outputs (log-probabilities do as well: softmax ignores a per-row shift).
+    labels : array of int (N,)
+        True class index among the model's ``C`` classes.
+    weights : array (C, 3), optional
+        Class -> (hit, maybe, miss) map; default the identity (Ke classes hit, maybe, miss).
+    min_sensitivity, min_specificity : float, keyword-only
+        The rule: the highest threshold keeping at least ``min_sensitivity`` of the positive
+        (hit or maybe) frames, or -- with ``min_sensitivity=None`` -- the lowest rejecting at
+        least ``min_specificity`` of the misses. Exactly one of the two (unless ``balanced``).
+    balanced : bool, keyword-only
+        Instead: the threshold maximising sensitivity + specificity (Youden's J), the rates
+        above ignored; ties go to the threshold nearest 0.5.
+    source : str
+        Where the frames came from (kept in the record).
+
+    Raises
+    ------
+    ParameterError
+        Both or neither rule given, a rate outside (0, 1], or frames of only one kind
+        (a threshold needs hits and misses).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    z, y = _check_logits(logits, labels)
+    w = np.eye(3, dtype=np.float64) if weights is None else np.asarray(weights, np.float64)
+    if w.shape != (z.shape[1], 3):
+        raise ParameterError(f"weights must be ({z.shape[1]}, 3), got {w.shape}")
+    if balanced:
+        min_sensitivity, min_specificity, rate = None, None, 0.5
+    elif (min_sensitivity is None) == (min_specificity is None):
+        raise ParameterError("give exactly one of min_sensitivity and min_specificity")
+    else:
+        rate = min_sensitivity if min_specificity is None else min_specificity
+    if not 0.0 < float(rate) <= 1.0:
+        raise ParameterError(f"the minimum rate must be in (0, 1], got {rate!r}")
+    pos = (w[y, 0] + w[y, 1]) > 0.5
+    if pos.all() or not pos.any():
+        raise ParameterError(f"{source or 'the frames'}: a threshold needs both hits/maybes and "
+                             f"misses; got {int(pos.sum())} and {int((~pos).sum())}")
+    t = fit_temperature(z, y)
+    score = keep_scores(z, w, t)
+    sp, sn, every = np.sort(score[pos]), np.sort(score[~pos]), np.unique(score)
+    if balanced:
+        # candidate thresholds half-way between consecutive distinct scores (and the ends)
+        cand = np.r_[every[0] / 2, (every[1:] + every[:-1]) / 2, (every[-1] + 1) / 2]
+        j = (len(sp) - np.searchsorted(sp, cand, side="left")) / len(sp) + \
+            np.searchsorted(sn, cand, side="left") / len(sn)
+        best = np.flatnonzero(j >= j.max() - 1e-12)
+        thr = float(cand[best[np.argmin(np.abs(cand[best] - 0.5))]])
+        rule = "threshold maximising sensitivity + specificity"
+    elif min_specificity is None:
+        # keep >= ceil(rate * P) positives: the k-th highest positive score must stay kept; the
+        # threshold goes half-way down to the next lower score of any frame
+        k = int(np.ceil(float(rate) * len(sp) - 1e-9))
+        edge = sp[len(sp) - k]
+        lower = every[every < edge]
+        thr = float((edge + lower[-1]) / 2) if len(lower) else float(edge)
+        rule = f"highest threshold with sensitivity >= {float(rate):g}"
+    else:
+        # reject >= ceil(rate * N) negatives: the k-th lowest negative score must stay below;
+        # the threshold goes half-way up to the next higher score of any frame
+        k = int(np.ceil(float(rate) * len(sn) - 1e-9))
+        edge = sn[k - 1]
+        higher = every[every > edge]
+        thr = float((edge + higher[0]) / 2) if len(higher) else float(np.nextafter(edge, np.inf))
+        rule = f"lowest threshold with specificity >= {float(rate):g}"
+    thr = min(max(thr, 0.0), 1.0)
+    return OperatingPoint(threshold=thr, temperature=t,
+                          sensitivity=float(np.mean(score[pos] >= thr)),
+                          specificity=float(np.mean(score[~pos] < thr)),
+                          auc=float(roc_auc_score(pos, score)), n_positive=int(pos.sum()),
+                          n_negative=int((~pos).sum()), rule=rule, source=source)

@@ -1,0 +1,194 @@
+"""Choose a screening model's per-detector operating points on labelled frames.
+
+:func:`calibrate` runs the model over labelled frames exactly as ``screen`` does (the same
+:class:`~xtalscreen.screen.workers.FrameProcessor` on the raw frames), groups them by detector
+(:func:`~xtalscreen.evaluate.operating.detector_key`), fits a temperature and a keep threshold
+per detector (:func:`~xtalscreen.evaluate.operating.fit_operating_point`) and writes a copy of
+the model file carrying them; ``screen`` then applies each frame's own detector's point.
+
+The frames should be ones the model was not trained on: the validation split of its training
+set, or frames simulated for the user's detector (``xtalscreen simulate --preset ...``), or real
+frames labelled with ``xtalscreen label``.
+
+>>> pts = calibrate("default", "sim_val/", out="calibrated.pt", split="val")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xtalscreen.errors import InputError, ParameterError
+
+__all__ = ["CalibrationResult", "calibrate"]
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate` did.
+
+    Attributes
+    ----------
+    points : dict
+        ``{detector_key: OperatingPoint}`` fitted now.
+    kept : dict
+        Points already in the model file for other detectors (kept as they were).
+    skipped : list of str
+        Detectors with too few frames, or with only one kind (hits or misses), one line each.
+    bad_items : list of str
+        Frames that could not be read or had no valid pixel.
+    frames : int
+        Frames scored.
+    out : str
+        The model file written ('' when nothing was fitted).
+    """
+
+    points: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    bad_items: list = field(default_factory=list)
+    frames: int = 0
+    out: str = ""
+
+    def table(self) -> str:
+        """The fitted points as a Markdown table."""
+        rows = ["| detector | frames (hit+maybe / miss) | temperature | threshold | sensitivity | "
+                "specificity | AUC |", "|---|---|---|---|---|---|---|"]
+        for k, op in sorted(self.points.items()):
+            rows.append(f"| {k} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
+                        f"{op.threshold:.4f} | {100 * op.sensitivity:.1f} % | "
+                        f"{100 * op.specificity:.1f} % | {op.auc:.4f} |")
+        return "\n".join(rows)
+
+
+def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = 0.985,
+              min_specificity: float | None = None, balanced: bool = False, min_frames: int = 50,
+              batch: int = 32,
+              limit: int | None = None, device: str = "cpu", echo=None) -> CalibrationResult:
+    """Fit per-detector operating points of ``model`` on labelled frames; write ``out``.
+
+    Parameters
+    ----------
+    model : "default" or path
+        A screening model (targets ke, binary or diffranet).
+    data : path or LabelledSet
+        Labelled frames (``xtalscreen simulate`` output, a labels.csv, DiffraNet-style folders;
+        see :func:`xtalscreen.train.load_labels`), loaded for the model's target.
+    out : path, keyword-only
+        The calibrated model file (may be the input file itself; a shipped name is never
+        overwritten in place unless its path is given).
+    split : str or None, keyword-only
+        Use only this split (default ``"val"``; None: every frame).
+    min_sensitivity, min_specificity, balanced : keyword-only
+        The threshold rule (one of the two rates, or ``balanced=True``: maximal sensitivity +
+        specificity; see :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
+    min_frames : int, keyword-only
+        A detector needs at least this many frames, hits and misses together, to get a point.
+    batch, device : keyword-only
+        Inference batch size and device.
+    limit : int, keyword-only
+        Score at most this many frames (spread over the set).
+    echo : callable, optional
+        Progress lines.
+
+    Raises
+    ------
+    InputError
+        Missing model or data, no usable frame, or no detector with enough frames.
+    ParameterError
+        Bad arguments (both or neither rule, rates outside (0, 1], min_frames < 2).
+    """
+    from xtalscreen.evaluate.operating import detector_key, fit_operating_point
+    from xtalscreen.models.pretrained import load_screening_model
+    from xtalscreen.screen.workers import FrameProcessor, class_weights, parse_operating_points
+    from xtalscreen.train import FrameDataset, LabelledSet, load_labels, update_checkpoint
+
+    echo = echo or (lambda *_: None)
+    if balanced:
+        min_sensitivity = min_specificity = None
+    elif (min_sensitivity is None) == (min_specificity is None):
+        raise ParameterError("give exactly one of min_sensitivity and min_specificity")
+    for name, v in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
+        if v is not None and not 0.0 < float(v) <= 1.0:
+            raise ParameterError(f"{name} must be in (0, 1], got {v!r}")
+    if isinstance(min_frames, bool) or int(min_frames) != min_frames or min_frames < 2:
+        raise ParameterError(f"min_frames must be an integer >= 2, got {min_frames!r}")
+    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
+        raise ParameterError(f"batch must be an integer >= 1, got {batch!r}")
+    net, pp, meta = load_screening_model(model)
+    weights = class_weights(meta["classes"])  # refuses non-screening models
+    if isinstance(data, LabelledSet):
+        items = data if split is None else data.split(split)
+    else:
+        items = load_labels(data, target=meta["target"], split=split)
+    if len(items) == 0:
+        raise InputError(f"no labelled frames{'' if split is None else f' in split {split!r}'}; "
+                         "give labelled frames (xtalscreen simulate output or a labels.csv), or "
+                         "another --split", path=str(getattr(items, "root", data)))
+    if tuple(items.classes) != tuple(meta["classes"]):
+        raise InputError(f"the data's classes {list(items.classes)} are not the model's "
+                         f"{list(meta['classes'])}", path=str(getattr(items, "root", data)))
+    order = np.arange(len(items))
+    if limit is not None:
+        if isinstance(limit, bool) or int(limit) != limit or limit < 1:
+            raise ParameterError(f"limit must be an integer >= 1, got {limit!r}")
+        order = order[np.linspace(0, len(order) - 1, min(int(limit), len(order))).round().astype(int)]
+        order = np.unique(order)
+    proc = FrameProcessor(net, pp, meta["classes"], device=device)
+    ds = FrameDataset(items, None)
+    res = CalibrationResult()
+    logits, labels, keys = [], [], []
+    for start in range(0, len(order), batch):
+        frames, idx = [], []
+        for i in order[start:start + batch]:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    frames.append(ds.read(int(i)))
+                idx.append(int(i))
+            except (InputError, OSError, ValueError) as exc:
+                res.bad_items.append(f"{items.files[i]} frame {int(items.frames[i])}: {exc}")
+        if not frames:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, z = proc.infer(frames)
+        for f, i, row in zip(frames, idx, z):
+            if not np.all(np.isfinite(row)):
+                res.bad_items.append(f"{items.files[i]} frame {int(items.frames[i])}: no valid pixel "
+                                     "in the model's input (left out)")
+                continue
+            logits.append(row)
+            labels.append(int(items.labels[i]))
+            keys.append(detector_key(f.data.shape))
+        echo(f"scored {min(start + batch, len(order))} / {len(order)} frames")
+    res.frames = len(labels)
+    if not labels:
+        raise InputError("no frame could be scored; see the bad items: "
+                         + "; ".join(res.bad_items[:3]), path=str(getattr(items, "root", data)))
+    logits_a, labels_a, keys_a = np.asarray(logits), np.asarray(labels, np.int64), np.asarray(keys)
+    source = f"{getattr(items, 'root', '') or data}" + ("" if split is None else f" (split {split})")
+    for k in sorted(set(keys)):
+        sel = keys_a == k
+        n = int(sel.sum())
+        if n < min_frames:
+            res.skipped.append(f"detector {k}: {n} frames, fewer than min_frames={min_frames}")
+            continue
+        try:
+            res.points[k] = fit_operating_point(logits_a[sel], labels_a[sel], weights=weights,
+                                                min_sensitivity=min_sensitivity,
+                                                min_specificity=min_specificity,
+                                                balanced=balanced, source=f"{source}, {n} frames")
+        except ParameterError as exc:
+            res.skipped.append(f"detector {k}: {exc}")
+    if not res.points:
+        raise InputError("no detector got an operating point: " + "; ".join(res.skipped),
+                         path=str(getattr(items, "root", data)))
+    old = parse_operating_points(meta.get("operating_points"))
+    res.kept = {k: v for k, v in old.items() if k not in res.points}
+    merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}
+    res.out = str(update_checkpoint(meta["path"], Path(out), operating_points=merged))
+    return res

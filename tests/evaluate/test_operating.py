@@ -1,0 +1,136 @@
+"""Per-detector operating points: temperature scaling and threshold rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xtalscreen.errors import ParameterError
+from xtalscreen.evaluate.operating import (OperatingPoint, detector_key, fit_operating_point,
+                                           fit_temperature, keep_scores, softmax)
+
+
+def _sample(n=20000, temperature=2.0, seed=0):
+    """Logits and labels drawn from ``softmax(logits / temperature)``: the true temperature."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, (n, 3))
+    p = softmax(z, temperature)
+    y = (rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
+    return z, y
+
+
+@pytest.mark.parametrize("t_true", [0.5, 1.0, 2.0])
+def test_fit_temperature_recovers_the_true_temperature(t_true):
+    z, y = _sample(temperature=t_true)
+    assert fit_temperature(z, y) == pytest.approx(t_true, rel=0.06)
+
+
+def test_temperature_lowers_the_negative_log_likelihood():
+    z, y = _sample(temperature=2.5, n=4000, seed=1)
+    t = fit_temperature(z, y)
+
+    def nll(temp):
+        return -np.mean(np.log(softmax(z, temp)[np.arange(len(y)), y]))
+
+    assert nll(t) < nll(1.0) and nll(t) <= nll(t * 1.1) and nll(t) <= nll(t / 1.1)
+
+
+def test_min_sensitivity_rule_gives_the_highest_such_threshold():
+    z, y = _sample(n=3000, temperature=1.0, seed=2)
+    op = fit_operating_point(z, y, min_sensitivity=0.9)
+    s = keep_scores(z, np.eye(3), op.temperature)
+    pos = y != 2
+    assert np.mean(s[pos] >= op.threshold) >= 0.9
+    edge = s[pos][s[pos] >= op.threshold].min()
+    assert np.mean(s[pos] >= np.nextafter(edge, 1)) < 0.9  # above the last kept hit: too few
+    assert op.threshold == pytest.approx((edge + s[s < edge].max()) / 2)  # half-way down
+    assert op.sensitivity == pytest.approx(np.mean(s[pos] >= op.threshold))
+    assert op.specificity == pytest.approx(np.mean(s[~pos] < op.threshold))
+    assert (op.n_positive, op.n_negative) == (int(pos.sum()), int((~pos).sum()))
+    assert 0.5 < op.auc <= 1.0 and "sensitivity >= 0.9" in op.rule
+
+
+def test_min_specificity_rule_gives_the_lowest_such_threshold():
+    z, y = _sample(n=3000, temperature=1.0, seed=3)
+    op = fit_operating_point(z, y, min_sensitivity=None, min_specificity=0.97)
+    s = keep_scores(z, np.eye(3), op.temperature)
+    neg = y == 2
+    assert np.mean(s[neg] < op.threshold) >= 0.97
+    edge = s[neg][s[neg] < op.threshold].max()
+    assert np.mean(s[neg] < edge) < 0.97  # at or below the last rejected miss: too few
+    assert op.threshold == pytest.approx((edge + s[s > edge].min()) / 2)  # half-way up
+    assert op.specificity >= 0.97
+
+
+def test_perfectly_separated_frames_keep_all_and_reject_all():
+    z = np.log(np.array([[.8, .1, .1]] * 5 + [[.05, .05, .9]] * 5))
+    op = fit_operating_point(z, np.array([0] * 5 + [2] * 5), min_sensitivity=1.0)
+    assert op.sensitivity == 1.0 and op.specificity == 1.0 and op.auc == 1.0
+
+
+def test_other_class_maps_through_weights():
+    """A DiffraNet-class model: weak -> maybe, good/strong -> hit, blank/no-crystal -> miss."""
+    from xtalscreen.screen.workers import class_weights
+
+    w = class_weights(["blank", "no-crystal", "weak", "good", "strong"])
+    z = np.log(np.array([[.9, .05, .02, .02, .01], [.02, .03, .9, .03, .02], [.01, .01, .03, .05, .9],
+                         [.1, .8, .05, .03, .02]]))
+    op = fit_operating_point(z, np.array([0, 2, 4, 1]), weights=w, min_sensitivity=1.0)
+    assert (op.n_positive, op.n_negative) == (2, 2) and op.specificity == 1.0
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"min_sensitivity": None}, "exactly one"),
+    ({"min_sensitivity": 0.9, "min_specificity": 0.9}, "exactly one"),
+    ({"min_sensitivity": 1.5}, r"\(0, 1\]"),
+    ({"min_sensitivity": 0.0}, r"\(0, 1\]"),
+    ({"weights": np.eye(2)}, "weights must be"),
+])
+def test_bad_rules(kw, msg):
+    z, y = _sample(n=50, seed=4)
+    with pytest.raises(ParameterError, match=msg):
+        fit_operating_point(z, y, **kw)
+
+
+def test_bad_inputs_are_named():
+    z, y = _sample(n=50, seed=5)
+    with pytest.raises(ParameterError, match="both hits/maybes and misses"):
+        fit_operating_point(z, np.full(50, 2), source="detector 512x512")
+    bad = z.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ParameterError, match="NaN"):
+        fit_temperature(bad, y)
+    with pytest.raises(ParameterError, match="class indices"):
+        fit_temperature(z, np.full(50, 3))
+    with pytest.raises(ParameterError, match="len\\(labels\\)"):
+        fit_temperature(z, y[:-1])
+
+
+def test_operating_point_record():
+    op = OperatingPoint(threshold=0.3, temperature=1.4, sensitivity=0.99, rule="r", source="s")
+    assert OperatingPoint.from_dict({**op.to_dict(), "unknown_field": 1}) == op
+    with pytest.raises(ParameterError, match="threshold"):
+        OperatingPoint(threshold=1.2)
+    with pytest.raises(ParameterError, match="temperature"):
+        OperatingPoint(threshold=0.5, temperature=0.0)
+
+
+def test_detector_key():
+    assert detector_key((512, 512)) == "512x512"
+    assert detector_key(np.zeros((32, 185, 388)).shape) == "32x185x388"
+
+
+def test_balanced_rule_maximises_sensitivity_plus_specificity():
+    z, y = _sample(n=2000, temperature=1.0, seed=6)
+    op = fit_operating_point(z, y, min_sensitivity=None, balanced=True)
+    s = keep_scores(z, np.eye(3), op.temperature)
+    pos = y != 2
+
+    def j(t):
+        return np.mean(s[pos] >= t) + np.mean(s[~pos] < t)
+
+    assert j(op.threshold) == pytest.approx(op.sensitivity + op.specificity)
+    assert all(j(t) <= j(op.threshold) + 1e-12 for t in np.r_[np.unique(s), 0.0, 1.0])
+    assert op.rule == "threshold maximising sensitivity + specificity"
+    # the rates are ignored with balanced=True
+    assert fit_operating_point(z, y, min_sensitivity=0.5, balanced=True) == op

@@ -1,0 +1,169 @@
+"""``calibrate``: per-detector operating points fitted on labelled frames, used by ``screen``."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.io import write_hdf5_run
+from xtalscreen.screen import screen
+from xtalscreen.screen.calibrate import calibrate
+from xtalscreen.train import load_model, read_checkpoint
+
+
+def rows(out):
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture()
+def labelled(tmp_path, frames_factory):
+    """Two detectors (60 x 64 and 200 x 180), 30 frames each; frames with spots are hits."""
+    small, large = tmp_path / "small.h5", tmp_path / "large.h5"
+    write_hdf5_run(frames_factory(30, (60, 64), beam_center=(32.0, 30.0), spots_every=2), small)
+    write_hdf5_run(frames_factory(30, (200, 180), seed=4, spots_every=3), large)
+    with open(tmp_path / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "frame", "label", "split"])
+        for name, every in (("small.h5", 2), ("large.h5", 3)):
+            for i in range(30):
+                w.writerow([name, i, "hit" if i % every == 0 else "miss", "val"])
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def model_any_size(tmp_path_factory):
+    import torch
+
+    from xtalscreen.models import create_model
+    from xtalscreen.preprocess import PreprocessConfig
+    from xtalscreen.train import save_checkpoint
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("m") / "any_size.pt"
+    save_checkpoint(path, create_model("spotcount", num_classes=3, img_size=32),
+                    preprocess=PreprocessConfig(bin="auto", crop=(32, 32), unbinned_up_to=2, bin_reduce="max"),
+                    classes=("hit", "maybe", "miss"), target="ke")
+    return path
+
+
+def test_calibrated_points_are_what_screen_applies(labelled, model_any_size, tmp_path):
+    out = tmp_path / "cal.pt"
+    res = calibrate(str(model_any_size), labelled, out=out, min_sensitivity=0.9, min_frames=20)
+    assert res.frames == 60 and not res.skipped and not res.bad_items
+    assert set(res.points) == {"60x64", "200x180"}
+    for op in res.points.values():
+        assert op.sensitivity >= 0.9 and op.n_positive + op.n_negative == 30
+    assert "| 60x64 | 15 / 15 |" in res.table()
+    # the weights are untouched; the points travel in the file
+    a, b = read_checkpoint(model_any_size), read_checkpoint(out)
+    assert all(np.array_equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert set(load_model(out)[2]["operating_points"]) == {"60x64", "200x180"}
+
+    labels = {(r[0], int(r[1])): r[2] for r in csv.reader(open(labelled / "labels.csv")) if r[0] != "file"}
+    for workers in (1, 2):
+        s = screen([labelled / "small.h5", labelled / "large.h5"], out=tmp_path / f"s{workers}",
+                   model=str(out), workers=workers, live=False)
+        assert set(s.operating_points) == {"60x64", "200x180"} and s.threshold is None
+        got = rows(tmp_path / f"s{workers}")
+        for key, name in (("60x64", "small.h5"), ("200x180", "large.h5")):
+            op = res.points[key]
+            mine = [r for r in got if r["file"].endswith(name)]
+            keep = np.array([r["decision"] in ("hit", "maybe") for r in mine])
+            score = np.array([float(r["p_hit"]) + float(r["p_maybe"]) for r in mine])
+            clear = np.abs(score - op.threshold) > 1e-5  # results.csv holds 5 decimals
+            assert np.array_equal(keep[clear], score[clear] >= op.threshold)
+            pos = np.array([labels[(name, int(r["frame"]))] == "hit" for r in mine])
+            # screen reproduces the calibration figures: same frames, same path
+            assert keep[pos].mean() == pytest.approx(op.sensitivity)
+            assert (~keep[~pos]).mean() == pytest.approx(op.specificity)
+
+
+def test_given_threshold_overrides_and_temperature_stays(labelled, model_any_size, tmp_path):
+    out = tmp_path / "cal.pt"
+    res = calibrate(str(model_any_size), labelled, out=out, min_sensitivity=0.9, min_frames=20)
+    screen([labelled / "small.h5"], out=tmp_path / "plain", model=str(model_any_size), live=False)
+    s = screen([labelled / "small.h5"], out=tmp_path / "fixed", model=str(out), threshold=0.5, live=False)
+    assert s.threshold == 0.5 and s.operating_points["60x64"]["threshold"] == 0.5
+    plain, fixed = rows(tmp_path / "plain"), rows(tmp_path / "fixed")
+    t = res.points["60x64"].temperature
+    for p, f in zip(plain, fixed):
+        z = np.log([float(p["p_hit"]), float(p["p_maybe"]), float(p["p_miss"])]) / t
+        q = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        assert float(f["p_hit"]) == pytest.approx(q[0], abs=1e-5)
+        assert (f["decision"] != "miss") == (q[0] + q[1] >= 0.5)
+
+
+def test_recalibrating_one_detector_keeps_the_others(labelled, model_any_size, tmp_path):
+    first = calibrate(str(model_any_size), labelled, out=tmp_path / "a.pt", min_sensitivity=0.9, min_frames=20)
+    with open(labelled / "labels.csv") as fh:
+        lines = [ln for ln in fh if not ln.startswith("large.h5")]
+    (labelled / "only_small").mkdir()
+    (labelled / "only_small" / "labels.csv").write_text(
+        "".join(ln.replace("small.h5", "../small.h5") for ln in lines))
+    second = calibrate(str(tmp_path / "a.pt"), labelled / "only_small", out=tmp_path / "a.pt",
+                       min_sensitivity=None, min_specificity=0.8, min_frames=20)
+    assert set(second.points) == {"60x64"} and set(second.kept) == {"200x180"}
+    pts = load_model(tmp_path / "a.pt")[2]["operating_points"]
+    assert pts["200x180"] == first.points["200x180"].to_dict()
+    assert pts["60x64"]["rule"].startswith("lowest threshold with specificity")
+
+
+def test_bad_frames_small_detectors_and_bad_arguments(labelled, model_any_size, tmp_path):
+    with open(labelled / "labels.csv", "a") as fh:
+        fh.write("small.h5,99,hit,val\nmissing.h5,0,miss,val\n")
+    res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_frames=30)
+    assert len(res.bad_items) == 2 and any("missing.h5" in b for b in res.bad_items)
+    assert res.frames == 60
+    with pytest.raises(InputError, match="no detector got an operating point.*fewer than min_frames=31"):
+        calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", min_frames=31)
+    assert not (tmp_path / "d.pt").exists()
+    with pytest.raises(InputError, match="no labelled frames in split 'test'"):
+        calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", split="test")
+    with pytest.raises(InputError, match="model not found"):
+        calibrate(str(tmp_path / "nope.pt"), labelled, out=tmp_path / "d.pt")
+    for kw in ({"min_sensitivity": None}, {"min_specificity": 0.9}, {"min_sensitivity": 2.0},
+               {"min_frames": 1}, {"batch": 0}, {"limit": 0}):
+        with pytest.raises(ParameterError):
+            calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", **kw)
+
+
+def test_only_misses_on_a_detector_is_skipped_with_the_reason(labelled, model_any_size, tmp_path):
+    text = (labelled / "labels.csv").read_text().replace("large.h5,0,hit", "large.h5,0,miss")
+    text = "\n".join(ln.replace(",hit,", ",miss,") if ln.startswith("large.h5") else ln
+                     for ln in text.splitlines()) + "\n"
+    (labelled / "labels.csv").write_text(text)
+    res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_frames=20)
+    assert set(res.points) == {"60x64"}
+    assert res.skipped == ["detector 200x180: the frames: a threshold needs both hits/maybes and "
+                           "misses; got 0 and 30"] or "0 and 30" in res.skipped[0]
+
+
+def test_cli_calibrate_then_screen(labelled, model_any_size, tmp_path, capsys):
+    from xtalscreen.cli import main
+
+    out = tmp_path / "cli.pt"
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
+               "--min-frames", "20", "--min-sensitivity", "0.95", "--json", str(tmp_path / "p.json")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "60 frames scored" in text and "| 200x180 |" in text and f"wrote {out}" in text
+    import json
+
+    assert set(json.loads((tmp_path / "p.json").read_text())) == {"60x64", "200x180"}
+    rc = main(["screen", str(labelled / "small.h5"), "--model", str(out), "--out", str(tmp_path / "o"),
+               "--quiet", "--no-hits-h5"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "thresholds (model's operating points): 200x180 keep >= " in text
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "b.pt"),
+               "--min-frames", "20", "--balanced"])
+    assert rc == 0 and all(v["rule"] == "threshold maximising sensitivity + specificity"
+                           for v in load_model(tmp_path / "b.pt")[2]["operating_points"].values())
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # one rule only
+        main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
+              "--min-sensitivity", "0.9", "--min-specificity", "0.9"])
+    rc = main(["calibrate", str(labelled), "--model", str(tmp_path / "nope.pt"), "--out", str(out)])
+    assert rc != 0 and "model not found" in capsys.readouterr().err
