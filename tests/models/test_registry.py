@@ -11,6 +11,8 @@ from xtalscreen.preprocess import PreprocessConfig
 CHEAP = {
     "deepfreak": dict(filters=8),
     "inception_v3": dict(aux_logits=False, img_size=75),
+    "ensemble": dict(members=[{"model_name": "spotcount", "model_kwargs": {"img_size": 64}},
+                              {"model_name": "ke2018", "model_kwargs": {"img_size": 64, "num_classes": 3}}]),
 }
 
 
@@ -63,7 +65,8 @@ def test_default_cfg_and_rebuild(name):
     again = create_model(model.model_name, **model.model_kwargs)
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
     model.reset_classifier(7)
-    assert model.get_classifier().out_features == 7 and model.num_classes == 7
+    heads = model.members if name == "ensemble" else [model]  # one classifier per member
+    assert all(m.get_classifier().out_features == 7 for m in heads) and model.num_classes == 7
 
 
 def test_unknown_model_lists_known_names():

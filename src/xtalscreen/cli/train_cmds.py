@@ -126,6 +126,18 @@ def register(sub) -> None:
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=run_evaluate)
 
+    n = add_command(
+        sub, "ensemble", help="average trained checkpoints into one model (mean of their probabilities)",
+        description="Write one checkpoint holding several trained networks of the same classes, "
+                    "target and preprocessing; its output is the log of their mean class "
+                    "probability, so screen, evaluate and calibrate use it like any model "
+                    "(one forward pass per member).",
+        examples="  xtalscreen ensemble run_a/best.pt run_b/best.pt --out ens.pt\n"
+                 "  xtalscreen screen 'runs/*.h5' --model ens.pt --out out/")
+    n.add_argument("checkpoints", nargs="+", help="two or more trained checkpoints")
+    n.add_argument("--out", required=True, help="ensemble checkpoint to write")
+    n.set_defaults(func=run_ensemble)
+
     t = add_command(
         sub, "tune", help="search topology and hyperparameters (Optuna + Hyperband pruning)",
         description="Optuna TPE search over learning rate, momentum, weight decay, batch size and the "
@@ -300,4 +312,15 @@ def run_study(args) -> int:
             raise ParameterError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
         res = training_size(data, config=cfg, out_dir=args.out, sizes=sizes, seed=args.seed, echo=echo)
     print(res["markdown"])
+    return 0
+
+
+def run_ensemble(args) -> int:
+    from xtalscreen.models.ensemble import ensemble_checkpoints
+    from xtalscreen.train import load_model
+
+    out = ensemble_checkpoints(args.checkpoints, args.out)
+    model = load_model(out)[0]
+    print(f"wrote {out}: ensemble of {len(args.checkpoints)} ({model.default_cfg['paper'][12:]}), "
+          f"{sum(p.numel() for p in model.parameters())} parameters")
     return 0

@@ -17,10 +17,12 @@ dict it expects, the paper) and, once made by :func:`create_model`, ``model_name
 - ``li2018``: paper 003 Table I (hit / miss, 11,098 parameters);
 - ``deepfreak``: paper 002's ResNet-50 with configurable topology (Tables 1, 9, 11);
 - ``c4_cnn``: paper 000 Table 3 (drop images);
-- ``inception_v3``: MARCO's Inception-v3 (drop images).
+- ``inception_v3``: MARCO's Inception-v3 (drop images);
+- ``spotcount``: detect-and-count hit screening (the shipped model);
+- ``ensemble``: trained members' probabilities averaged (:mod:`xtalscreen.models.ensemble`).
 """
 
 from xtalscreen.models._base import XtalModel, create_model, list_models, register_model
-from xtalscreen.models import c4_cnn, deepfreak, inception_v3, ke2018, li2018, spotcount  # noqa: F401  (register)
+from xtalscreen.models import c4_cnn, deepfreak, ensemble, inception_v3, ke2018, li2018, spotcount  # noqa: F401  (register)
 
 __all__ = ["XtalModel", "create_model", "list_models", "register_model"]
