@@ -11,7 +11,8 @@ its own shipped preprocessing. Printed as Markdown, per preset and overall:
 - the sensitivity reached at >= 97 % specificity (the issue's operating point) when the
   threshold is chosen on the *first half* of the set and checked on the *second half*;
 - for a model carrying per-detector operating points (``xtalscreen calibrate``, chosen on other
-  frames), the figures at those points, as ``screen`` decides.
+  frames), the figures at those points (temperature and threshold per detector, applied to
+  the probabilities of the training-style preprocessing used for the other columns).
 
     .venv/bin/python scripts/compare_models.py --data /tmp/evalset --frames 1500 \\
         --model old=/tmp/old_default_ke.pt --model new=default

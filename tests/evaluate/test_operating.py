@@ -134,3 +134,17 @@ def test_balanced_rule_maximises_sensitivity_plus_specificity():
     assert op.rule == "threshold maximising sensitivity + specificity"
     # the rates are ignored with balanced=True
     assert fit_operating_point(z, y, min_sensitivity=0.5, balanced=True) == op
+
+
+def test_tiny_rates_keep_or_reject_at_least_one_frame():
+    z, y = _sample(n=200, seed=7)
+    s_op = fit_operating_point(z, y, min_sensitivity=1e-12)
+    assert s_op.sensitivity > 0 and s_op.specificity > 0.5
+    p_op = fit_operating_point(z, y, min_sensitivity=None, min_specificity=1e-12)
+    assert p_op.specificity > 0 and p_op.sensitivity > 0.5
+
+
+def test_separated_logits_give_a_small_finite_temperature():
+    z = np.array([[50.0, 0.0, 0.0], [0.0, 0.0, 50.0]] * 10)
+    t = fit_temperature(z, np.array([0, 2] * 10))
+    assert 0.05 <= t < 0.08  # towards the lower limit: a sharper softmax only helps (exp underflows below ~0.07)

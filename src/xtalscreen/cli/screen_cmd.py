@@ -19,7 +19,8 @@ def register(sub) -> None:
                     "of the kept frames: hit or maybe), OUT/hits.h5 (the kept frames) and OUT/bad.txt. "
                     "A frame is kept when p_hit + p_maybe >= --threshold; without --threshold, "
                     "each detector's operating point stored in the model by 'xtalscreen "
-                    "calibrate' (else 0.5). Frames with no valid pixel "
+                    "calibrate' (else 0.5); such a model's probabilities are temperature-scaled "
+                    "per detector. Frames with no valid pixel "
                     "get decision 'bad'. Unreadable files/frames are reported, skipped and counted. "
                     "A live hit rate goes to stderr, the summary to stdout.",
         examples="  xtalscreen screen run_0001.h5 --out screen_out/\n"
@@ -36,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--spots", action="store_true", help="also count Bragg spots (n_spots column)")
     p.add_argument("--threshold", type=float, default=None,
                    help="keep a frame when p_hit + p_maybe >= this, on every detector (default: "
-                        "the model's operating point for the frame's detector, else 0.5)")
+                        "the model's operating point for the frame's detector, else 0.5); a "
+                        "calibrated model's temperatures still scale the probabilities")
     p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data)")
     p.add_argument("--mask", help="mask file (nonzero = bad) ORed into every frame's mask")
     p.add_argument("--dataset", help="HDF5 dataset holding the frames (auto-detected when not given)")
@@ -110,6 +112,8 @@ def run_calibrate(args) -> int:
     print(res.table())
     for line in res.skipped:
         print(f"skipped {line}", file=sys.stderr)
+    for line in res.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if res.bad_items:
         print(f"{len(res.bad_items)} frame(s) left out, the first: {res.bad_items[0]}", file=sys.stderr)
     if res.kept:

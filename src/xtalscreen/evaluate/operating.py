@@ -12,7 +12,8 @@ detector (a validation split, or frames simulated for the user's own detector):
 - ``threshold``: keep a frame when ``p_hit + p_maybe >= threshold``, the *highest* threshold
   still keeping at least ``min_sensitivity`` of the hits (paper 000 picks its threshold at a
   minimum TPR the same way), or the lowest with at least ``min_specificity``; placed half-way
-  between the last frame it must keep (reject) and the next score, not on a frame's score.
+  between the last frame it must keep (reject) and the next score of any frame (on the edge
+  frame's own score only when no frame lies beyond it).
 
 Detectors are told apart by the shape of their raw data (:func:`detector_key`), which is what a
 screening run sees of every frame: ``"512x512"``, ``"32x185x388"`` (a CSPAD's panels).
@@ -73,13 +74,22 @@ def fit_temperature(logits, labels) -> float:
     """The temperature ``T`` in :data:`T_BOUNDS` minimising the mean negative log-likelihood of
     ``labels`` under ``softmax(logits / T)`` (a bounded 1-D search over ``log T``)."""
     from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
 
     z, y = _check_logits(logits, labels)
 
+    rows = np.arange(len(y))
+    others = np.ones(z.shape, bool)
+    others[rows, y] = False
+
     def nll(log_t: float) -> float:
-        s = z / np.exp(log_t)
-        s = s - s.max(axis=1, keepdims=True)
-        return float(np.mean(np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(y)), y]))
+        # -log p_y = log(1 + sum_{j != y} exp(d_j)), d = (z - z_y) / T: log1p keeps the tiny
+        # losses of confidently right rows (a plain logsumexp rounds them to 0 and flattens the
+        # search); logsumexp where a wrong class leads
+        d = (z - z[rows, y][:, None]) / np.exp(log_t)
+        lead = np.where(others, d, -np.inf).max(axis=1)
+        small = np.log1p(np.where(others, np.exp(np.minimum(d, 0.0)), 0.0).sum(axis=1))
+        return float(np.mean(np.where(lead <= 0, small, logsumexp(d, axis=1))))
 
     res = minimize_scalar(nll, bounds=tuple(np.log(T_BOUNDS)), method="bounded",
                           options={"xatol": 1e-4})
@@ -191,7 +201,7 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
     elif min_specificity is None:
         # keep >= ceil(rate * P) positives: the k-th highest positive score must stay kept; the
         # threshold goes half-way down to the next lower score of any frame
-        k = int(np.ceil(float(rate) * len(sp) - 1e-9))
+        k = max(1, int(np.ceil(float(rate) * len(sp) - 1e-9)))
         edge = sp[len(sp) - k]
         lower = every[every < edge]
         thr = float((edge + lower[-1]) / 2) if len(lower) else float(edge)
@@ -199,7 +209,7 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
     else:
         # reject >= ceil(rate * N) negatives: the k-th lowest negative score must stay below;
         # the threshold goes half-way up to the next higher score of any frame
-        k = int(np.ceil(float(rate) * len(sn) - 1e-9))
+        k = max(1, int(np.ceil(float(rate) * len(sn) - 1e-9)))
         edge = sn[k - 1]
         higher = every[every > edge]
         thr = float((edge + higher[0]) / 2) if len(higher) else float(np.nextafter(edge, np.inf))

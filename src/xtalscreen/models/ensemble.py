@@ -20,8 +20,9 @@ network.
 >>> m(torch.zeros(2, 1, 64, 64)).exp().sum(1)   # mean probabilities sum to 1
 tensor([1.0000, 1.0000], grad_fn=<SumBackward1>)
 
-Build one from trained checkpoints with :func:`ensemble_checkpoints` (or
-``scripts/make_ensemble.py A.pt B.pt --out E.pt``).
+Build one from trained checkpoints with :func:`ensemble_checkpoints` (or ``xtalscreen ensemble
+A.pt B.pt --out E.pt``). An ensemble is for inference: the members' dropout before their
+classifiers is not applied, and it is not fine-tuned as a whole (fine-tune the members).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Ensemble(XtalModel):
         if pre_logits:
             return x
         parts = torch.split(x, self.splits, dim=1)
-        logp = torch.stack([torch.log_softmax(m.get_classifier()(getattr(m, "drop", nn.Identity())(f)), dim=1)
+        logp = torch.stack([torch.log_softmax(m.get_classifier()(f), dim=1)
                             for m, f in zip(self.members, parts)])
         return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(len(self.members))))
 
@@ -83,8 +84,10 @@ class Ensemble(XtalModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace every member's last layer with a fresh one of ``num_classes`` outputs."""
-        for m in self.members:
+        for i, m in enumerate(self.members):
             m.reset_classifier(num_classes)
+            if hasattr(self, "model_kwargs"):
+                self.model_kwargs["members"][i]["model_kwargs"]["num_classes"] = int(num_classes)
         self.num_classes = int(num_classes)
 
 

@@ -8,7 +8,8 @@ the model file carrying them; ``screen`` then applies each frame's own detector'
 
 The frames should be ones the model was not trained on: the validation split of its training
 set, or frames simulated for the user's detector (``xtalscreen simulate --preset ...``), or real
-frames labelled with ``xtalscreen label``.
+frames labelled with ``xtalscreen label``. Calibrate on the device that will screen: a GPU's
+kernels (TF32) can move scores by more than the gap around a threshold.
 
 >>> pts = calibrate("default", "sim_val/", out="calibrated.pt", split="val")  # doctest: +SKIP
 """
@@ -44,6 +45,9 @@ class CalibrationResult:
         Frames scored.
     out : str
         The model file written ('' when nothing was fitted).
+    warnings : list of str
+        E.g. a temperature at the limit of its search range (the probabilities carry no
+        calibration information there).
     """
 
     points: dict = field(default_factory=dict)
@@ -52,6 +56,7 @@ class CalibrationResult:
     bad_items: list = field(default_factory=list)
     frames: int = 0
     out: str = ""
+    warnings: list = field(default_factory=list)
 
     def table(self) -> str:
         """The fitted points as a Markdown table."""
@@ -101,7 +106,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     ParameterError
         Bad arguments (both or neither rule, rates outside (0, 1], min_frames < 2).
     """
-    from xtalscreen.evaluate.operating import detector_key, fit_operating_point
+    from xtalscreen.evaluate.operating import T_BOUNDS, fit_operating_point
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.screen.workers import FrameProcessor, class_weights, parse_operating_points
     from xtalscreen.train import FrameDataset, LabelledSet, load_labels, update_checkpoint
@@ -140,6 +145,49 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     proc = FrameProcessor(net, pp, meta["classes"], device=device)
     ds = FrameDataset(items, None)
     res = CalibrationResult()
+    try:
+        logits, labels, keys = _score(proc, ds, items, order, batch, res, echo)
+    finally:
+        ds.close()
+    res.frames = len(labels)
+    if not labels:
+        raise InputError("no frame could be scored; see the bad items: "
+                         + "; ".join(res.bad_items[:3]), path=str(getattr(items, "root", data)))
+    logits_a, labels_a, keys_a = np.asarray(logits), np.asarray(labels, np.int64), np.asarray(keys)
+    source = f"{getattr(items, 'root', '') or data}" + ("" if split is None else f" (split {split})")
+    for k in sorted(set(keys)):
+        sel = keys_a == k
+        n = int(sel.sum())
+        if n < min_frames:
+            res.skipped.append(f"detector {k}: {n} frames, fewer than min_frames={min_frames}")
+            continue
+        try:
+            res.points[k] = fit_operating_point(logits_a[sel], labels_a[sel], weights=weights,
+                                                min_sensitivity=min_sensitivity,
+                                                min_specificity=min_specificity,
+                                                balanced=balanced, source=f"{source}, {n} frames")
+        except ParameterError as exc:
+            res.skipped.append(f"detector {k}: {exc}")
+            continue
+        t = res.points[k].temperature
+        if min(abs(np.log(t / b)) for b in T_BOUNDS) < 1e-3:
+            res.warnings.append(f"detector {k}: the fitted temperature {t:.3g} sits at the search "
+                                f"limit {T_BOUNDS}: the model's probabilities carry little (or, at "
+                                "the low end, perfectly separating) information on these frames; "
+                                "the threshold stands, the probabilities are not calibrated")
+    if not res.points:
+        raise InputError("no detector got an operating point: " + "; ".join(res.skipped),
+                         path=str(getattr(items, "root", data)))
+    old = parse_operating_points(meta.get("operating_points"), path=meta["path"])
+    res.kept = {k: v for k, v in old.items() if k not in res.points}
+    merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}
+    res.out = str(update_checkpoint(meta["path"], Path(out), operating_points=merged))
+    return res
+
+def _score(proc, ds, items, order, batch, res, echo):
+    """Logits, labels and detector keys of the frames ``order`` (bad ones go to ``res``)."""
+    from xtalscreen.evaluate.operating import detector_key
+
     logits, labels, keys = [], [], []
     for start in range(0, len(order), batch):
         frames, idx = [], []
@@ -165,30 +213,4 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
             labels.append(int(items.labels[i]))
             keys.append(detector_key(f.data.shape))
         echo(f"scored {min(start + batch, len(order))} / {len(order)} frames")
-    res.frames = len(labels)
-    if not labels:
-        raise InputError("no frame could be scored; see the bad items: "
-                         + "; ".join(res.bad_items[:3]), path=str(getattr(items, "root", data)))
-    logits_a, labels_a, keys_a = np.asarray(logits), np.asarray(labels, np.int64), np.asarray(keys)
-    source = f"{getattr(items, 'root', '') or data}" + ("" if split is None else f" (split {split})")
-    for k in sorted(set(keys)):
-        sel = keys_a == k
-        n = int(sel.sum())
-        if n < min_frames:
-            res.skipped.append(f"detector {k}: {n} frames, fewer than min_frames={min_frames}")
-            continue
-        try:
-            res.points[k] = fit_operating_point(logits_a[sel], labels_a[sel], weights=weights,
-                                                min_sensitivity=min_sensitivity,
-                                                min_specificity=min_specificity,
-                                                balanced=balanced, source=f"{source}, {n} frames")
-        except ParameterError as exc:
-            res.skipped.append(f"detector {k}: {exc}")
-    if not res.points:
-        raise InputError("no detector got an operating point: " + "; ".join(res.skipped),
-                         path=str(getattr(items, "root", data)))
-    old = parse_operating_points(meta.get("operating_points"))
-    res.kept = {k: v for k, v in old.items() if k not in res.points}
-    merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}
-    res.out = str(update_checkpoint(meta["path"], Path(out), operating_points=merged))
-    return res
+    return logits, labels, keys

@@ -122,7 +122,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         raise ParameterError("paths: give files/folders to screen (or a source)")
     net, pp, meta = load_screening_model(model)
     class_weights(meta["classes"])  # refuses non-screening models before any work
-    points = parse_operating_points(meta.get("operating_points"))
+    points = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     spot_step = SpotCounter(**(spot_params or {})) if spots else NoSpots()
     collector = FileCollector(out, spots=spots, write_hits=write_hits, live=live,
                               live_every=live_every, trained_on=meta["card"].get("trained_on"),

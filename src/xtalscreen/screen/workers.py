@@ -122,13 +122,32 @@ class Timings:
 DEFAULT_THRESHOLD = 0.5
 
 
-def parse_operating_points(points) -> dict:
+def parse_operating_points(points, *, path: str = "") -> dict:
     """``{detector_key: OperatingPoint}`` from a checkpoint's ``operating_points`` (dicts or
-    :class:`~xtalscreen.evaluate.operating.OperatingPoint`; None -> empty)."""
+    :class:`~xtalscreen.evaluate.operating.OperatingPoint`; None -> empty).
+
+    Raises
+    ------
+    InputError
+        A damaged entry (not a dict, no threshold, a threshold or temperature out of range),
+        naming the model file ``path`` and the detector.
+    """
+    from xtalscreen.errors import InputError, ParameterError
     from xtalscreen.evaluate.operating import OperatingPoint
 
-    return {str(k): v if isinstance(v, OperatingPoint) else OperatingPoint.from_dict(v)
-            for k, v in (points or {}).items()}
+    if points is None:
+        return {}
+    if not isinstance(points, dict):
+        raise InputError(f"the model's operating_points is a {type(points).__name__}, not a "
+                         "{detector: point} table; run xtalscreen calibrate again", path=path)
+    out = {}
+    for k, v in points.items():
+        try:
+            out[str(k)] = v if isinstance(v, OperatingPoint) else OperatingPoint.from_dict(v)
+        except (ParameterError, TypeError, ValueError) as exc:
+            raise InputError(f"the model's operating point for detector {k} is damaged ({exc}); run "
+                             "xtalscreen calibrate again", path=path) from None
+    return out
 
 
 class FrameProcessor:
@@ -157,7 +176,7 @@ class FrameProcessor:
         pinned-memory copy.
     """
 
-    def __init__(self, model, preprocess, classes, *, threshold: float | None = DEFAULT_THRESHOLD,
+    def __init__(self, model, preprocess, classes, *, threshold: float | None = None,
                  spots=None, device="cpu", operating_points: dict | None = None) -> None:
         from xtalscreen.screen.prepare import FastPreprocess
         from xtalscreen.train.loop import resolve_device
@@ -244,7 +263,8 @@ def _init_worker(model_path: str, threshold: float | None, spot_params, read_opt
     model, pp, meta = load_model(model_path)
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
     _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
-                                    device=device, operating_points=meta.get("operating_points"))
+                                    device=device, operating_points=parse_operating_points(
+                                        meta.get("operating_points"), path=model_path))
     _STATE["read"] = read_options
     _STATE["write_hits"] = write_hits
 
