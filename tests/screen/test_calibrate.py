@@ -27,10 +27,10 @@ def labelled(tmp_path, frames_factory):
     write_hdf5_run(frames_factory(30, (200, 180), seed=4, spots_every=3), large)
     with open(tmp_path / "labels.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["file", "frame", "label", "split"])
+        w.writerow(["file", "frame", "label", "split", "preset"])
         for name, every in (("small.h5", 2), ("large.h5", 3)):
             for i in range(30):
-                w.writerow([name, i, "hit" if i % every == 0 else "miss", "val"])
+                w.writerow([name, i, "hit" if i % every == 0 else "miss", "val", name[:-3]])
     return tmp_path
 
 
@@ -63,7 +63,8 @@ def test_calibrated_points_are_what_screen_applies(labelled, model_any_size, tmp
     assert all(np.array_equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert set(load_model(out)[2]["operating_points"]) == {"60x64", "200x180"}
 
-    labels = {(r[0], int(r[1])): r[2] for r in csv.reader(open(labelled / "labels.csv")) if r[0] != "file"}
+    with open(labelled / "labels.csv", newline="") as fh:
+        labels = {(r[0], int(r[1])): r[2] for r in csv.reader(fh) if r[0] != "file"}
     for workers in (1, 2):
         s = screen([labelled / "small.h5", labelled / "large.h5"], out=tmp_path / f"s{workers}",
                    model=str(out), workers=workers, live=False)
@@ -115,7 +116,7 @@ def test_recalibrating_one_detector_keeps_the_others(labelled, model_any_size, t
 
 def test_bad_frames_small_detectors_and_bad_arguments(labelled, model_any_size, tmp_path):
     with open(labelled / "labels.csv", "a") as fh:
-        fh.write("small.h5,99,hit,val\nmissing.h5,0,miss,val\n")
+        fh.write("small.h5,99,hit,val,small\nmissing.h5,0,miss,val,small\n")
     res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_frames=30)
     assert len(res.bad_items) == 2 and any("missing.h5" in b for b in res.bad_items)
     assert res.frames == 60
@@ -193,3 +194,22 @@ def test_temperature_at_the_search_limit_is_reported(labelled, model_any_size, t
     """An untrained model's outputs carry no information: its temperature runs to the limit."""
     res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_frames=20)
     assert res.warnings and all("search limit" in w for w in res.warnings)
+
+
+def test_evaluate_reports_the_figures_at_the_operating_points(labelled, model_any_size, tmp_path):
+    from xtalscreen.evaluate.report import evaluate_model
+
+    res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_sensitivity=0.9, min_frames=20)
+    m = evaluate_model(tmp_path / "c.pt", labelled, out_dir=tmp_path / "rep", split="val", progress=False)
+    o = m["operating_points"]
+    assert o["n"] == 60 and set(o["per_detector"]) == {"60x64", "200x180"}
+    for k, op in res.points.items():
+        v = o["per_detector"][k]
+        assert v["threshold"] == op.threshold and v["temperature"] == op.temperature and v["calibrated"]
+        # evaluate's training-style preprocessing gives the screen path's tensors: same decisions
+        # up to a frame sitting on the threshold
+        assert abs(v["sensitivity"] - op.sensitivity) <= 1 / op.n_positive + 1e-9
+        assert abs(v["specificity"] - op.specificity) <= 1 / op.n_negative + 1e-9
+    assert "## At the model's operating points" in (tmp_path / "rep" / "report.md").read_text()
+    plain = evaluate_model(model_any_size, labelled, out_dir=tmp_path / "rep0", split="val", progress=False)
+    assert "operating_points" not in plain

@@ -150,6 +150,17 @@ def markdown_report(m: dict, *, title: str = "Evaluation") -> str:
                   f"sensitivity {_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])}).", ""]
     lines += ["## Calibration", "", f"Expected calibration error {m['calibration']['ece']:.4f} "
               f"({len(m['calibration']['bins']['count'])} bins).", ""]
+    if "operating_points" in m:
+        o = m["operating_points"]
+        lines += ["## At the model's operating points", "",
+                  "Per detector, the temperature and keep threshold stored by `xtalscreen calibrate`, "
+                  "applied as `xtalscreen screen` applies them (hit + maybe kept vs miss).", "",
+                  "| detector | n | temperature | threshold | sensitivity | specificity |",
+                  "|---|---|---|---|---|---|"]
+        for k, v in o["per_detector"].items():
+            lines.append(f"| {k} | {v['n']} | {v['temperature']:.3f} | {v['threshold']:.4f} | "
+                         f"{_pct(v['sensitivity'])} | {_pct(v['specificity'])} |")
+        lines += [f"| all | {o['n']} | | | {_pct(o['sensitivity'])} | {_pct(o['specificity'])} |", ""]
     if "per_group" in m:
         lines += ["## Per group", "", "| group | n | accuracy | sensitivity | specificity |", "|---|---|---|---|---|"]
         for g, v in m["per_group"].items():
@@ -211,6 +222,10 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
     groups = [m.get("preset", "") for m in ds.meta] if ds.meta else None
     res = classification_metrics(probs[ok], labels[ok], ds.classes, target=target, min_tpr=min_tpr,
                                  groups=None if groups is None else np.asarray(groups)[ok])
+    at_points = at_operating_points(probs[ok], labels[ok], _detector_keys(fd, ds, np.flatnonzero(ok), meta),
+                                    meta)
+    if at_points is not None:
+        res["operating_points"] = at_points
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots.confusion_png(np.array(res["confusion"]), ds.classes, out / "confusion.png",
@@ -243,6 +258,56 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
                                                               f"on {Path(str(data)).name} ({split or 'all'})"))
     fd.close()
     return res
+
+
+def _detector_keys(fd, ds, idx, meta) -> list | None:
+    """The detector key (raw data shape) of items ``idx``, read once per file; None when the
+    model has no operating points (nothing read)."""
+    if not meta.get("operating_points") or fd.photos:
+        return None
+    from xtalscreen.evaluate.operating import detector_key
+
+    by_file: dict = {}
+    keys = []
+    for i in idx:
+        f = ds.files[i]
+        if f not in by_file:
+            by_file[f] = detector_key(fd.read(int(i)).data.shape)
+        keys.append(by_file[f])
+    return keys
+
+
+def at_operating_points(probs, labels, keys, meta) -> dict | None:
+    """Hit+Maybe vs Miss sensitivity / specificity with the model's per-detector operating
+    points (temperature, threshold; 0.5 and no scaling for a detector without one), overall and
+    per detector; None for a model without points or not a screening model."""
+    if keys is None:
+        return None
+    from xtalscreen.errors import ParameterError
+    from xtalscreen.evaluate.operating import keep_scores
+    from xtalscreen.screen.workers import DEFAULT_THRESHOLD, class_weights, parse_operating_points
+
+    try:
+        w = class_weights(meta["classes"])
+    except ParameterError:
+        return None
+    points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
+    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-300, None))
+    y = np.asarray(labels, np.int64)
+    pos = (w[y, 0] + w[y, 1]) > 0.5
+    keys = np.asarray(keys)
+    keep = np.zeros(len(y), bool)
+    per = {}
+    for k in sorted(set(keys)):
+        m = keys == k
+        op = points.get(k)
+        t, thr = (1.0, DEFAULT_THRESHOLD) if op is None else (op.temperature, op.threshold)
+        keep[m] = keep_scores(z[m], w, t) >= thr
+        s, c = M.sensitivity_specificity(pos[m].astype(np.int64), keep[m].astype(np.int64))
+        per[k] = {"n": int(m.sum()), "temperature": t, "threshold": thr, "calibrated": op is not None,
+                  "sensitivity": _f(s), "specificity": _f(c)}
+    s, c = M.sensitivity_specificity(pos.astype(np.int64), keep.astype(np.int64))
+    return {"n": int(len(y)), "sensitivity": _f(s), "specificity": _f(c), "per_detector": per}
 
 
 def _write_predictions(path: Path, ds, probs, labels) -> None:
