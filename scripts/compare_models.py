@@ -98,7 +98,7 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
     # the model's own per-detector operating points (xtalscreen calibrate), as `screen` applies them
     op_keep = None
     if meta.get("operating_points"):
-        from xtalscreen.evaluate.operating import detector_key, keep_scores
+        from xtalscreen.evaluate.operating import detector_key, keep_scores, point_for
         from xtalscreen.screen.workers import parse_operating_points
 
         points = parse_operating_points(meta["operating_points"])
@@ -108,7 +108,7 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
         op_keep = np.zeros(len(pos), bool)
         for p in set(presets):
             k = presets == p
-            op = points.get(key_of[p])
+            op = point_for(points, key_of[p])
             z = np.log(np.clip(probs[k].astype(np.float64), 1e-30, None))
             op_keep[k] = keep_scores(z, np.eye(3), 1.0 if op is None else op.temperature) >= (
                 0.5 if op is None else op.threshold)

@@ -54,21 +54,21 @@ def test_calibrated_points_are_what_screen_applies(labelled, model_any_size, tmp
     out = tmp_path / "cal.pt"
     res = calibrate(str(model_any_size), labelled, out=out, min_sensitivity=0.9, min_frames=20)
     assert res.frames == 60 and not res.skipped and not res.bad_items
-    assert set(res.points) == {"60x64", "200x180"}
-    for op in res.points.values():
-        assert op.sensitivity >= 0.9 and op.n_positive + op.n_negative == 30
+    assert set(res.points) == {"60x64", "200x180", "*"}
+    for k, op in res.points.items():
+        assert op.sensitivity >= 0.9 and op.n_positive + op.n_negative == (60 if k == "*" else 30)
     assert "| 60x64 | 15 / 15 |" in res.table()
     # the weights are untouched; the points travel in the file
     a, b = read_checkpoint(model_any_size), read_checkpoint(out)
     assert all(np.array_equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
-    assert set(load_model(out)[2]["operating_points"]) == {"60x64", "200x180"}
+    assert set(load_model(out)[2]["operating_points"]) == {"60x64", "200x180", "*"}
 
     with open(labelled / "labels.csv", newline="") as fh:
         labels = {(r[0], int(r[1])): r[2] for r in csv.reader(fh) if r[0] != "file"}
     for workers in (1, 2):
         s = screen([labelled / "small.h5", labelled / "large.h5"], out=tmp_path / f"s{workers}",
                    model=str(out), workers=workers, live=False)
-        assert set(s.operating_points) == {"60x64", "200x180"} and s.threshold is None
+        assert set(s.operating_points) == {"60x64", "200x180", "*"} and s.threshold is None
         got = rows(tmp_path / f"s{workers}")
         for key, name in (("60x64", "small.h5"), ("200x180", "large.h5")):
             op = res.points[key]
@@ -108,7 +108,7 @@ def test_recalibrating_one_detector_keeps_the_others(labelled, model_any_size, t
         "".join(ln.replace("small.h5", "../small.h5") for ln in lines))
     second = calibrate(str(tmp_path / "a.pt"), labelled / "only_small", out=tmp_path / "a.pt",
                        min_sensitivity=None, min_specificity=0.8, min_frames=20)
-    assert set(second.points) == {"60x64"} and set(second.kept) == {"200x180"}
+    assert set(second.points) == {"60x64"} and set(second.kept) == {"200x180", "*"}
     pts = load_model(tmp_path / "a.pt")[2]["operating_points"]
     assert pts["200x180"] == first.points["200x180"].to_dict()
     assert pts["60x64"]["rule"].startswith("lowest threshold with specificity")
@@ -155,7 +155,7 @@ def test_cli_calibrate_then_screen(labelled, model_any_size, tmp_path, capsys):
     assert rc == 0 and "60 frames scored" in text and "| 200x180 |" in text and f"wrote {out}" in text
     import json
 
-    assert set(json.loads((tmp_path / "p.json").read_text())) == {"60x64", "200x180"}
+    assert set(json.loads((tmp_path / "p.json").read_text())) == {"60x64", "200x180", "*"}
     rc = main(["screen", str(labelled / "small.h5"), "--model", str(out), "--out", str(tmp_path / "o"),
                "--quiet", "--no-hits-h5"])
     text = capsys.readouterr().out
@@ -204,6 +204,8 @@ def test_evaluate_reports_the_figures_at_the_operating_points(labelled, model_an
     o = m["operating_points"]
     assert o["n"] == 60 and set(o["per_detector"]) == {"60x64", "200x180"}
     for k, op in res.points.items():
+        if k == "*":
+            continue
         v = o["per_detector"][k]
         assert v["threshold"] == op.threshold and v["temperature"] == op.temperature and v["calibrated"]
         # evaluate's training-style preprocessing gives the screen path's tensors: same decisions
@@ -213,3 +215,21 @@ def test_evaluate_reports_the_figures_at_the_operating_points(labelled, model_an
     assert "## At the model's operating points" in (tmp_path / "rep" / "report.md").read_text()
     plain = evaluate_model(model_any_size, labelled, out_dir=tmp_path / "rep0", split="val", progress=False)
     assert "operating_points" not in plain
+
+
+def test_pooled_point_serves_a_detector_without_its_own(labelled, model_any_size, tmp_path, frames_factory):
+    res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_sensitivity=0.9, min_frames=20)
+    star = res.points["*"]
+    assert star.n_positive + star.n_negative == 60 and "2 detectors" in star.source
+    other = tmp_path / "other.h5"  # a third detector shape, never calibrated
+    write_hdf5_run(frames_factory(8, (100, 90), beam_center=(45.0, 50.0), seed=9), other)
+    screen([other], out=tmp_path / "plain", model=str(model_any_size), live=False)
+    screen([other], out=tmp_path / "o", model=str(tmp_path / "c.pt"), live=False)
+    for p, r in zip(rows(tmp_path / "plain"), rows(tmp_path / "o")):
+        z = np.log([float(p["p_hit"]), float(p["p_maybe"]), float(p["p_miss"])]) / star.temperature
+        q = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        assert float(r["p_hit"]) == pytest.approx(q[0], abs=1e-5)  # the pooled temperature
+        if abs(q[0] + q[1] - star.threshold) > 1e-4:
+            assert (r["decision"] != "miss") == (q[0] + q[1] >= star.threshold)
+    one = calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", min_frames=20, pooled=False)
+    assert "*" not in one.points

@@ -87,6 +87,8 @@ def register(sub) -> None:
     rule.add_argument("--balanced", action="store_true",
                       help="instead: the threshold maximising sensitivity + specificity")
     c.add_argument("--min-frames", type=int, default=50, help="frames a detector needs for a point")
+    c.add_argument("--no-pooled", action="store_true",
+                   help="do not fit the pooled point ('*', all frames) that serves other detectors")
     c.add_argument("--limit", type=int, help="score at most this many frames")
     c.add_argument("--batch", type=int, default=32, help="frames per inference batch")
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -105,7 +107,7 @@ def run_calibrate(args) -> int:
     res = calibrate(args.model, args.data, out=args.out,
                     split=None if args.split == "all" else args.split, min_sensitivity=min_sens,
                     min_specificity=args.min_specificity, balanced=args.balanced,
-                    min_frames=args.min_frames,
+                    min_frames=args.min_frames, pooled=not args.no_pooled,
                     batch=args.batch, limit=args.limit, device=args.device,
                     echo=lambda m: print(m, file=sys.stderr))
     print(f"{res.frames} frames scored; operating points (on these frames):\n")
@@ -153,8 +155,10 @@ def run(args) -> int:
         how = "given --threshold" if s.threshold is not None else "model's operating points"
         print(f"thresholds ({how}): " + ", ".join(
             f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f})"
-            for k, v in sorted(s.operating_points.items())) + "; other detectors "
-            + (f"{s.threshold:g}" if s.threshold is not None else "0.5"))
+            for k, v in sorted(s.operating_points.items()) if k != "*") + "; other detectors "
+            + (f"{s.threshold:g}" if s.threshold is not None else
+               f"{s.operating_points['*']['threshold']:.3f} (pooled point)" if "*" in s.operating_points
+               else "0.5"))
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(
         f"{k} {t.get(k, 0.0):.2f}" for k in ("read", "preprocess", "infer", "spots", "write")))

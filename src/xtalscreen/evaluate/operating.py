@@ -16,7 +16,9 @@ detector (a validation split, or frames simulated for the user's own detector):
   frame's own score only when no frame lies beyond it).
 
 Detectors are told apart by the shape of their raw data (:func:`detector_key`), which is what a
-screening run sees of every frame: ``"512x512"``, ``"32x185x388"`` (a CSPAD's panels).
+screening run sees of every frame: ``"512x512"``, ``"32x185x388"`` (a CSPAD's panels). A point
+fitted on the frames of all calibrated detectors together (key :data:`ANY_DETECTOR`, ``"*"``)
+serves a detector without its own (:func:`point_for`).
 
 >>> import numpy as np
 >>> logits = np.log(np.array([[.7, .2, .1], [.1, .1, .8], [.3, .3, .4], [.05, .05, .9]]))
@@ -33,11 +35,22 @@ import numpy as np
 
 from xtalscreen.errors import ParameterError
 
-__all__ = ["OperatingPoint", "detector_key", "fit_temperature", "fit_operating_point",
-           "hit_maybe_miss", "keep_scores", "softmax"]
+__all__ = ["ANY_DETECTOR", "OperatingPoint", "detector_key", "fit_temperature", "fit_operating_point",
+           "hit_maybe_miss", "keep_scores", "point_for", "softmax"]
 
 #: temperatures searched by :func:`fit_temperature`
 T_BOUNDS = (0.05, 20.0)
+
+
+#: key of the point fitted on the frames of all detectors together, used for a detector without
+#: its own point
+ANY_DETECTOR = "*"
+
+
+def point_for(points: dict, key: str):
+    """The operating point of detector ``key`` in ``points``: its own, else the pooled
+    :data:`ANY_DETECTOR` one, else None."""
+    return points.get(key) or points.get(ANY_DETECTOR)
 
 
 def detector_key(shape) -> str:

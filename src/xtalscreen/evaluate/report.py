@@ -284,7 +284,7 @@ def at_operating_points(probs, labels, keys, meta) -> dict | None:
     if keys is None:
         return None
     from xtalscreen.errors import ParameterError
-    from xtalscreen.evaluate.operating import keep_scores
+    from xtalscreen.evaluate.operating import keep_scores, point_for
     from xtalscreen.screen.workers import DEFAULT_THRESHOLD, class_weights, parse_operating_points
 
     try:
@@ -300,7 +300,7 @@ def at_operating_points(probs, labels, keys, meta) -> dict | None:
     per = {}
     for k in sorted(set(keys)):
         m = keys == k
-        op = points.get(k)
+        op = point_for(points, k)
         t, thr = (1.0, DEFAULT_THRESHOLD) if op is None else (op.temperature, op.threshold)
         keep[m] = keep_scores(z[m], w, t) >= thr
         s, c = M.sensitivity_specificity(pos[m].astype(np.int64), keep[m].astype(np.int64))

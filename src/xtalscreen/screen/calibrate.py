@@ -63,7 +63,7 @@ class CalibrationResult:
         rows = ["| detector | frames (hit+maybe / miss) | temperature | threshold | sensitivity | "
                 "specificity | AUC |", "|---|---|---|---|---|---|---|"]
         for k, op in sorted(self.points.items()):
-            rows.append(f"| {k} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
+            rows.append(f"| {'any other (all frames)' if k == '*' else k} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
                         f"{op.threshold:.4f} | {100 * op.sensitivity:.1f} % | "
                         f"{100 * op.specificity:.1f} % | {op.auc:.4f} |")
         return "\n".join(rows)
@@ -71,7 +71,7 @@ class CalibrationResult:
 
 def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = 0.985,
               min_specificity: float | None = None, balanced: bool = False, min_frames: int = 50,
-              batch: int = 32,
+              pooled: bool = True, batch: int = 32,
               limit: int | None = None, device: str = "cpu", echo=None) -> CalibrationResult:
     """Fit per-detector operating points of ``model`` on labelled frames; write ``out``.
 
@@ -92,6 +92,9 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         specificity; see :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
     min_frames : int, keyword-only
         A detector needs at least this many frames, hits and misses together, to get a point.
+    pooled : bool, keyword-only
+        With points for two or more detectors, also fit one on all frames together (key
+        ``"*"``), used by ``screen`` for a detector without its own point.
     batch, device : keyword-only
         Inference batch size and device.
     limit : int, keyword-only
@@ -106,7 +109,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     ParameterError
         Bad arguments (both or neither rule, rates outside (0, 1], min_frames < 2).
     """
-    from xtalscreen.evaluate.operating import T_BOUNDS, fit_operating_point
+    from xtalscreen.evaluate.operating import ANY_DETECTOR, T_BOUNDS, fit_operating_point
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.screen.workers import FrameProcessor, class_weights, parse_operating_points
     from xtalscreen.train import FrameDataset, LabelledSet, load_labels, update_checkpoint
@@ -178,6 +181,12 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     if not res.points:
         raise InputError("no detector got an operating point: " + "; ".join(res.skipped),
                          path=str(getattr(items, "root", data)))
+    if pooled and len(res.points) >= 2:
+        # all frames together: the point of a detector that has none of its own
+        res.points[ANY_DETECTOR] = fit_operating_point(
+            logits_a, labels_a, weights=weights, min_sensitivity=min_sensitivity,
+            min_specificity=min_specificity, balanced=balanced,
+            source=f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors")
     old = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     res.kept = {k: v for k, v in old.items() if k not in res.points}
     merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}

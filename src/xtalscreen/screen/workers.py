@@ -167,7 +167,7 @@ class FrameProcessor:
         ``{detector_key: OperatingPoint or dict}`` (a checkpoint's ``operating_points``): the
         temperature applied to the logits of that detector's frames and, when ``threshold`` is
         None, its threshold. Keys are raw data shapes
-        (:func:`~xtalscreen.evaluate.operating.detector_key`).
+        (:func:`~xtalscreen.evaluate.operating.detector_key`); ``"*"`` serves the others.
     spots : callable, keyword-only
         ``spots(frame) -> int or None`` (:class:`NoSpots`, :class:`SpotCounter`).
     device : str or torch.device, keyword-only
@@ -215,11 +215,12 @@ class FrameProcessor:
 
     def process(self, frames: list) -> list[FrameResult]:
         """Results of ``frames`` (same order). Every frame gives one result."""
-        from xtalscreen.evaluate.operating import detector_key, hit_maybe_miss
+        from xtalscreen.evaluate.operating import detector_key, hit_maybe_miss, point_for
 
         prepared, logits = self.infer(frames)
         t1 = time.perf_counter()
-        ops = [self.points.get(detector_key(f.data.shape)) for f in frames] if self.points else [None] * len(frames)
+        ops = ([point_for(self.points, detector_key(f.data.shape)) for f in frames] if self.points
+               else [None] * len(frames))
         temps = np.array([1.0 if op is None else op.temperature for op in ops])
         probs = hit_maybe_miss(logits, self.weights, temps)
         t2 = time.perf_counter()
