@@ -74,8 +74,8 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         Keep a frame when ``p_hit + p_maybe >= threshold`` (0.5: the larger of Hit+Maybe and
         Miss), on every detector. None (default): each frame uses its detector's operating point
         stored in the model file by ``xtalscreen calibrate`` (a temperature for its
-        probabilities and a threshold), and 0.5 on a detector without one; the temperatures
-        apply either way.
+        probabilities and a threshold); a detector without one uses the pooled point ``"*"``
+        when the file has it, else 0.5. The temperatures apply either way.
     source : FrameSource, keyword-only
         Read from this source instead of ``paths`` (e.g. a :class:`ZmqSource`).
     write_hits : bool, keyword-only

@@ -14,7 +14,8 @@ Decisions (paper 001, Table 3: Hit and Maybe are added, then compared with Miss)
 - ``p_hit + p_maybe >= threshold`` -> ``"hit"`` or ``"maybe"``, whichever is more probable;
   these frames are *kept* (``hits.lst``, ``hits.h5``). Without a threshold given, each frame
   uses its detector's :class:`~xtalscreen.evaluate.operating.OperatingPoint` from the model
-  file (temperature and threshold, chosen by ``xtalscreen calibrate``), else 0.5;
+  file (temperature and threshold, chosen by ``xtalscreen calibrate``; the pooled ``"*"`` point
+  for a detector without its own), else 0.5;
 - otherwise ``"miss"``;
 - ``"bad"`` when the network input has no valid pixel (all-masked frame, or the crop lies off
   the detector): probabilities are left empty and the frame is counted as bad, never as a miss.
@@ -162,7 +163,8 @@ class FrameProcessor:
         The model's output classes (see :func:`class_weights`).
     threshold : float or None, keyword-only
         Minimum ``p_hit + p_maybe`` for a kept frame, for every detector; None: the frame's
-        detector's operating point, or :data:`DEFAULT_THRESHOLD` for a detector without one.
+        detector's operating point (else the pooled ``"*"`` one), or :data:`DEFAULT_THRESHOLD`
+        when the model has neither.
     operating_points : dict, keyword-only
         ``{detector_key: OperatingPoint or dict}`` (a checkpoint's ``operating_points``): the
         temperature applied to the logits of that detector's frames and, when ``threshold`` is
