@@ -303,3 +303,19 @@ def test_detectors_of_two_input_sizes_in_one_batch(tmp_path, frames_factory):
         both = rows(tmp_path / f"both{workers}")
         assert [(r["file"], r["frame"], r["p_hit"]) for r in both] == \
                [(r["file"], r["frame"], r["p_hit"]) for r in alone]
+
+
+def test_multi_panel_frames_without_geometry_are_flagged_and_warned(tmp_path, tiny_model):
+    """Panels with no geometry are stacked side by side: the crop is not the detector's, so the
+    decision is flagged on every frame and the user is told once per file what to pass."""
+    from xtalscreen.io.frame import Frame
+
+    rng = np.random.default_rng(0)
+    run = tmp_path / "panels.h5"
+    write_hdf5_run([Frame(rng.poisson(3.0, (4, 40, 50)).astype(np.float32), index=i,
+                          pixel_size=110e-6, distance=0.1, wavelength=1.3) for i in range(3)], run)
+    lines = []
+    screen([run], out=tmp_path / "o", model=str(tiny_model), live=False, echo=lines.append)
+    assert all("no_geometry" in x["flags"] for x in rows(tmp_path / "o"))
+    warned = [ln for ln in lines if "without a detector geometry" in ln]
+    assert len(warned) == 1 and "4 panels" in warned[0] and "--geometry" in warned[0]

@@ -300,6 +300,11 @@ class FileCollector:
         if "no_beam_center" in r.flags:
             self._warn_once(("bc", r.file), f"{r.file}: no beam centre in the file or its geometry; "
                             "cropping around the image centre (pass --beam-center FS SS to set it)")
+        if "no_geometry" in r.flags:
+            self._warn_once(("ng", r.file), (
+                f"{r.file}: multi-panel data ({r.shape[0]} panels) without a detector geometry: "
+                "the panels are stacked side by side, so the beam-centred crop is not the "
+                "detector's and the decisions are unreliable; pass --geometry FILE.geom"))
         lo_hi = self.trained_on.get("angular_pixel")
         if lo_hi and r.pixel_size and r.distance:
             a = r.pixel_size / r.distance

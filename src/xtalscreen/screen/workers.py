@@ -229,6 +229,8 @@ class FrameProcessor:
         out = []
         for f, pp, pr, op in zip(frames, prepared, probs, ops):
             flags = ["no_beam_center"] if pp.no_beam_center else []
+            if f.data.ndim == 3 and f.data.shape[0] > 1 and f.geometry is None:
+                flags.append("no_geometry")  # panels stacked: the crop is not the detector's
             thr = self.threshold if self.threshold is not None else (
                 DEFAULT_THRESHOLD if op is None else op.threshold)
             if pp.n_valid == 0:
