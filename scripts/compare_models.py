@@ -98,20 +98,14 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
     # the model's own per-detector operating points (xtalscreen calibrate), as `screen` applies them
     op_keep = None
     if meta.get("operating_points"):
-        from xtalscreen.evaluate.operating import detector_key, keep_scores, point_for
+        from xtalscreen.evaluate.operating import detector_key, keep_at_points
         from xtalscreen.screen.workers import parse_operating_points
 
-        points = parse_operating_points(meta["operating_points"])
+        points = parse_operating_points(meta["operating_points"], path=meta["path"])
         ds = FrameDataset(data, pp)
         key_of = {p: detector_key(ds.read(int(np.flatnonzero(presets == p)[0])).data.shape)
                   for p in set(presets)}
-        op_keep = np.zeros(len(pos), bool)
-        for p in set(presets):
-            k = presets == p
-            op = point_for(points, key_of[p])
-            z = np.log(np.clip(probs[k].astype(np.float64), 1e-30, None))
-            op_keep[k] = keep_scores(z, np.eye(3), 1.0 if op is None else op.temperature) >= (
-                0.5 if op is None else op.threshold)
+        op_keep = keep_at_points(probs, [key_of[p] for p in presets], points)
     out = {}
     for name in sorted(set(presets)) + ["all"]:
         k = np.ones(len(pos), bool) if name == "all" else presets == name

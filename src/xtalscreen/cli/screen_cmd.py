@@ -153,13 +153,16 @@ def run(args) -> int:
                device=args.device, **read)
     print(f"screened {s.line()}")
     if s.operating_points:
+        from xtalscreen.evaluate.operating import ANY_DETECTOR
+
+        pts = s.operating_points
         how = "given --threshold" if s.threshold is not None else "model's operating points"
+        other = (f"{s.threshold:g}" if s.threshold is not None
+                 else f"{pts[ANY_DETECTOR]['threshold']:.3f} (pooled point)" if ANY_DETECTOR in pts
+                 else "0.5")
         print(f"thresholds ({how}): " + ", ".join(
             f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f})"
-            for k, v in sorted(s.operating_points.items()) if k != "*") + "; other detectors "
-            + (f"{s.threshold:g}" if s.threshold is not None else
-               f"{s.operating_points['*']['threshold']:.3f} (pooled point)" if "*" in s.operating_points
-               else "0.5"))
+            for k, v in sorted(pts.items()) if k != ANY_DETECTOR) + f"; other detectors {other}")
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(
         f"{k} {t.get(k, 0.0):.2f}" for k in ("read", "preprocess", "infer", "spots", "write")))

@@ -321,6 +321,7 @@ def run_ensemble(args) -> int:
 
     out = ensemble_checkpoints(args.checkpoints, args.out)
     model = load_model(out)[0]
-    print(f"wrote {out}: ensemble of {len(args.checkpoints)} ({model.default_cfg['paper'][12:]}), "
+    print(f"wrote {out}: ensemble of {len(args.checkpoints)} "
+          f"({', '.join(m.model_name for m in model.members)}), "
           f"{sum(p.numel() for p in model.parameters())} parameters")
     return 0

@@ -36,7 +36,7 @@ import numpy as np
 from xtalscreen.errors import ParameterError
 
 __all__ = ["ANY_DETECTOR", "OperatingPoint", "detector_key", "fit_temperature", "fit_operating_point",
-           "hit_maybe_miss", "keep_scores", "point_for", "softmax"]
+           "hit_maybe_miss", "keep_at_points", "keep_scores", "point_for", "softmax"]
 
 #: temperatures searched by :func:`fit_temperature`
 T_BOUNDS = (0.05, 20.0)
@@ -233,3 +233,20 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
                           specificity=float(np.mean(score[~pos] < thr)),
                           auc=float(roc_auc_score(pos, score)), n_positive=int(pos.sum()),
                           n_negative=int((~pos).sum()), rule=rule, source=source)
+
+
+def keep_at_points(probs, keys, points: dict, weights=None, *, default_threshold: float = 0.5) -> np.ndarray:
+    """Kept (bool) per row of ``probs`` (the model's class probabilities) when each row's
+    detector ``keys[i]`` uses its point in ``points`` (:func:`point_for`), else no temperature
+    and ``default_threshold``: the decision ``screen`` makes, from stored probabilities."""
+    p = np.asarray(probs, np.float64)
+    w = np.eye(p.shape[1]) if weights is None else np.asarray(weights, np.float64)
+    z = np.log(np.clip(p, 1e-300, None))
+    keys = np.asarray(keys)
+    keep = np.zeros(len(p), bool)
+    for k in set(keys.tolist()):
+        m = keys == k
+        op = point_for(points, k)
+        t, thr = (1.0, default_threshold) if op is None else (op.temperature, op.threshold)
+        keep[m] = keep_scores(z[m], w, t) >= thr
+    return keep

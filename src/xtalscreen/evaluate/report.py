@@ -284,7 +284,7 @@ def at_operating_points(probs, labels, keys, meta) -> dict | None:
     if keys is None:
         return None
     from xtalscreen.errors import ParameterError
-    from xtalscreen.evaluate.operating import keep_scores, point_for
+    from xtalscreen.evaluate.operating import keep_at_points, point_for
     from xtalscreen.screen.workers import DEFAULT_THRESHOLD, class_weights, parse_operating_points
 
     try:
@@ -292,17 +292,15 @@ def at_operating_points(probs, labels, keys, meta) -> dict | None:
     except ParameterError:
         return None
     points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
-    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-300, None))
     y = np.asarray(labels, np.int64)
     pos = (w[y, 0] + w[y, 1]) > 0.5
     keys = np.asarray(keys)
-    keep = np.zeros(len(y), bool)
+    keep = keep_at_points(probs, keys, points, w, default_threshold=DEFAULT_THRESHOLD)
     per = {}
     for k in sorted(set(keys)):
         m = keys == k
         op = point_for(points, k)
         t, thr = (1.0, DEFAULT_THRESHOLD) if op is None else (op.temperature, op.threshold)
-        keep[m] = keep_scores(z[m], w, t) >= thr
         s, c = M.sensitivity_specificity(pos[m].astype(np.int64), keep[m].astype(np.int64))
         per[k] = {"n": int(m.sum()), "temperature": t, "threshold": thr, "calibrated": op is not None,
                   "sensitivity": _f(s), "specificity": _f(c)}

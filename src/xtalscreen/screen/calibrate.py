@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError
+from xtalscreen.evaluate.operating import ANY_DETECTOR
 
 __all__ = ["CalibrationResult", "calibrate"]
 
@@ -63,7 +64,8 @@ class CalibrationResult:
         rows = ["| detector | frames (hit+maybe / miss) | temperature | threshold | sensitivity | "
                 "specificity | AUC |", "|---|---|---|---|---|---|---|"]
         for k, op in sorted(self.points.items()):
-            rows.append(f"| {'any other (all frames)' if k == '*' else k} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
+            name = "any other (all frames)" if k == ANY_DETECTOR else k
+            rows.append(f"| {name} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
                         f"{op.threshold:.4f} | {100 * op.sensitivity:.1f} % | "
                         f"{100 * op.specificity:.1f} % | {op.auc:.4f} |")
         return "\n".join(rows)
@@ -109,7 +111,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     ParameterError
         Bad arguments (both or neither rule, rates outside (0, 1], min_frames < 2).
     """
-    from xtalscreen.evaluate.operating import ANY_DETECTOR, T_BOUNDS, fit_operating_point
+    from xtalscreen.evaluate.operating import T_BOUNDS, fit_operating_point
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.screen.workers import FrameProcessor, class_weights, parse_operating_points
     from xtalscreen.train import FrameDataset, LabelledSet, load_labels, update_checkpoint
@@ -192,6 +194,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}
     res.out = str(update_checkpoint(meta["path"], Path(out), operating_points=merged))
     return res
+
 
 def _score(proc, ds, items, order, batch, res, echo):
     """Logits, labels and detector keys of the frames ``order`` (bad ones go to ``res``)."""
