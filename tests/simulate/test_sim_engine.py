@@ -412,6 +412,23 @@ def test_footprint_overloads_count_for_the_spot_that_causes_them():
     assert n_sat == 0
     kernels.footprint_sums(meas, img, mask, *args, one(5.0), bounds, 25, 1e9, out)
     assert out[0, 3] == n + 1  # without a ceiling the pixel is counted
+    # a very bright spot on a frame the background saturates by itself: no overload of its own
+    # (the frame is flat at sat; nothing can be seen), and no pixel to sum either
+    img = np.full((1, h, w), 150.0)
+    kernels.splat(img, one(0), one(20.5), one(20.5), one(1e6), one(1.0), one(0.0), one(1.0), bounds, 25)
+    meas = np.minimum(img, 100.0)
+    kernels.footprint_sums(meas, img, mask, *args, one(1e6), bounds, 25, 100.0, out)
+    assert out[0, 5] == 0 and out[0, 3] == 0
+    # ... and on a background at 0.9 x sat the same (the overload would not stand out)
+    img = np.full((1, h, w), 90.0)
+    kernels.splat(img, one(0), one(20.5), one(20.5), one(1e6), one(1.0), one(0.0), one(1.0), bounds, 25)
+    kernels.footprint_sums(np.minimum(img, 100.0), img, mask, *args, one(1e6), bounds, 25, 100.0, out)
+    assert out[0, 5] == 0
+    # at 0.5 x sat it stands out: the spot's own overload
+    img = np.full((1, h, w), 50.0)
+    kernels.splat(img, one(0), one(20.5), one(20.5), one(1e6), one(1.0), one(0.0), one(1.0), bounds, 25)
+    kernels.footprint_sums(np.minimum(img, 100.0), img, mask, *args, one(1e6), bounds, 25, 100.0, out)
+    assert out[0, 5] >= 1
 
 
 @pytest.mark.parametrize("preset", ["cspad", "diffranet"])
@@ -483,3 +500,33 @@ def test_unknown_visibility_rule_is_refused():
     cfg.labels.visibility = "guessed"
     with pytest.raises(ParameterError, match="labels.visibility must be one of expected, measured"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("index", [4, 18])
+def test_strong_frames_never_need_a_crystal_bigger_than_the_config_allows(index):
+    """Reaching ``strong``'s spot count on a small-cell crystal once scaled its volume beyond
+    a millimetre (these seeds gave 94x and 2700x the config's largest crystal, whose diffuse
+    scattering saturated the detector); the scale now stops at the largest physical crystal."""
+    from xtalscreen.screen.demo import pilatus2m_config
+
+    cfg = pilatus2m_config()
+    cr, beam = cfg.crystal, cfg.beam
+    v_max = min(cr.size_um[1], beam.beam_size_um) ** 2 * cr.size_um[1] * cr.in_beam_fraction[1]
+    frame, truth = simulate_frame(cfg, rng=np.random.SeedSequence([12345, index]), frame_class="strong")
+    assert max(c["volume_um3"] for c in truth.params["crystals"]) <= v_max * (1 + 1e-9)
+    assert (frame.data >= cfg.detector.saturation).mean() < 0.01
+    assert truth.diffranet_class in ("good", "strong")
+
+
+def test_a_frame_the_background_saturates_shows_no_spots_under_measured_visibility():
+    """A pulse so bright that the background saturates nearly every pixel: the spots under it
+    cannot be seen, however many photons they carry; measured visibility calls it a miss."""
+    from xtalscreen.screen.demo import pilatus2m_config
+
+    cfg = pilatus2m_config()
+    cfg.beam.fluence = 1e17
+    cfg.labels.visibility = "measured"
+    frame, truth = simulate_frame(cfg, rng=np.random.SeedSequence([1, 0]), frame_class="strong")
+    assert (frame.data >= cfg.detector.saturation).mean() > 0.5
+    assert truth.params["n_visible_expected"] > 100
+    assert truth.n_visible == 0 and truth.ke_class == "miss"

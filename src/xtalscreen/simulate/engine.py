@@ -218,7 +218,8 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
     requested = cls
     if cls in _CRYSTAL_CLASSES and fluence > 0:
         lo, hi = draw_range(cls, lab)
-        best = None
+        best, fallback = None, None
+        v_max = min(cr.size_um[1], beam.beam_size_um) ** 2 * cr.size_um[1] * cr.in_beam_fraction[1] * 1e12  # Å³
         for attempt in range(6):
             n_cr = 1 + int(rng.choice(len(cr.n_crystals_probs), p=np.asarray(cr.n_crystals_probs) / sum(cr.n_crystals_probs)))
             parts, crystals, atoms_area = [], [], 0.0
@@ -261,17 +262,25 @@ def simulate_frame(config: SimulationConfig, *, rng=None, frame_class: str | Non
             cand = dict(spots=spots, crystals=crystals, table_diff=table_diff, sstar=sstar, trans=trans,
                         bg_nc=bg_nc, bg_d=bg_d, npx=npx, pf=pf, qa=qa, qb=qb, qc=qc,
                         peak_frac=core * np.minimum(1.0, 1.0 / (2.0 * math.pi * np.sqrt(np.maximum(det_c, 1e-12)))))
+            # the scale stands for a bigger or better crystal, never one beyond the config's
+            # largest (edge min(size, beam)² x size x in-beam fraction, all at their maxima)
+            s_max = v_max / max(c["volume_um3"] * 1e12 for c in crystals)
             if lo <= n_vis_1 < hi:
                 best, crystal_scale = cand, 1.0
                 break
-            if np.isfinite(s_lo) and s_lo < s_hi:
-                top = min(s_hi, s_lo * 30.0)
+            if np.isfinite(s_lo) and s_lo < s_hi and s_lo <= s_max:
+                top = min(s_hi, s_lo * 30.0, s_max)
                 a, b = math.log(s_lo) + 1e-3, math.log(top) - 1e-3
                 crystal_scale = math.exp(rng.uniform(a, b)) if b > a else math.sqrt(s_lo * top)
                 best = cand
                 break
+            if np.isfinite(s_lo) and s_lo > s_max and (fallback is None or s_max > fallback[1]):
+                fallback = (cand, s_max)  # as strong as a physical crystal gets, short of the class
             if best is None:
                 best, crystal_scale = cand, 1.0
+        else:
+            if fallback is not None:
+                best, crystal_scale = fallback
         spots = best["spots"]
         table_diff = best["table_diff"]
         crystals = best["crystals"]

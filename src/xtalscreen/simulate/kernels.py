@@ -268,6 +268,9 @@ def splat(img, slab, fs, ss, photons, cff, cfs, css, bounds, max_r):
                 img[p, yy, xx] += scale * buf[row + xx - (cxp - rx)]
 
 
+_REST_CEILING = 0.8  # footprint_sums: an overload is a spot's own where the rest stays below this x sat
+
+
 @njit(cache=True)
 def footprint_sums(meas, expct, mask, slab, fs, ss, cff, cfs, css, own, bounds, max_r, sat, out):
     """Per spot, sums over its footprint (the 2-sigma ellipse of its profile, pixel centres,
@@ -275,10 +278,11 @@ def footprint_sums(meas, expct, mask, slab, fs, ss, cff, cfs, css, own, bounds, 
     ``meas``, the expected photons ``expct`` (all sources), the spot's own normalised profile
     (as :func:`splat` deposits it: weights over the ±3 sigma window), the pixel count, the
     squared measured photons and the pixels the spot itself drives to ``sat`` (measured at or
-    above ``sat`` where the spot's expected ``own`` photons reach ``sat / 2`` or the rest alone
-    stays below it); written to ``out[i] = (S, E, F, n, Q, n_sat)``. A pixel at ``sat`` that
-    the rest overloads (an ice ring, say) tells nothing about the spot and is left out, like a
-    masked one. ``meas``, ``expct``, ``mask``: (P, H, W)."""
+    above ``sat`` where everything else expected there, the rest, stays below
+    ``_REST_CEILING x sat``, so that the overload stands out from its surroundings); written to
+    ``out[i] = (S, E, F, n, Q, n_sat)``. A pixel at ``sat`` that the rest (nearly) overloads by
+    itself (an ice ring, a saturated frame) tells nothing about the spot, however bright, and is
+    left out, like a masked one. ``meas``, ``expct``, ``mask``: (P, H, W)."""
     for i in range(fs.shape[0]):
         a, b, c = cff[i], cfs[i], css[i]
         det = a * c - b * b
@@ -315,7 +319,7 @@ def footprint_sums(meas, expct, mask, slab, fs, ss, cff, cfs, css, own, bounds, 
                 w = math.exp(-0.5 * m2)
                 if v >= sat:
                     mine = own[i] * w / tot
-                    if mine >= 0.5 * sat or expct[p, yy, xx] - mine < 0.5 * sat:
+                    if expct[p, yy, xx] - mine < _REST_CEILING * sat:
                         ns += 1.0
                     continue
                 sm += v
