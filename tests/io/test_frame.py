@@ -23,3 +23,16 @@ def test_multipanel_without_geometry_is_tiled():
     img, msk = f.assembled()
     assert img.shape == (12, 5) and f.is_multipanel
     assert f.beam_center_or_default() == (2.5, 1.5)
+
+
+def test_saturation_level_from_the_file_else_the_integer_type():
+    d = np.zeros((10, 10), np.float32)
+    assert Frame(d).saturation_level is None and Frame(d).saturated_fraction() == 0.0
+    assert Frame(d.astype(np.uint16)).saturation_level == 65535.0
+    assert Frame(d.astype(np.uint8)).saturation_level == 255.0
+    assert Frame(d, dtype="int32", meta={"saturation_value": 1048500}).saturation_level == 1048500.0
+    assert Frame(d, meta={"saturation": "9000"}).saturation_level == 9000.0  # CBF Count_cutoff
+    assert Frame(d, meta={"saturation_value": -1}).saturation_level is None  # nonsense: ignored
+    d[:5] = 70000
+    assert Frame(d, meta={"saturation_value": 65535}).saturated_fraction(stride=1) == 0.5
+    assert abs(Frame(d, meta={"saturation_value": 65535}).saturated_fraction() - 0.5) < 0.05

@@ -319,3 +319,24 @@ def test_multi_panel_frames_without_geometry_are_flagged_and_warned(tmp_path, ti
     assert all("no_geometry" in x["flags"] for x in rows(tmp_path / "o"))
     warned = [ln for ln in lines if "without a detector geometry" in ln]
     assert len(warned) == 1 and "4 panels" in warned[0] and "--geometry" in warned[0]
+
+
+def test_saturated_frames_are_flagged_and_warned_once_per_file(tmp_path, tiny_model):
+    """A 16-bit frame flooded to 65535 over a fifth of its pixels is flagged ``saturated``
+    (its neighbours are not), and the user hears of it once for the file."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(3):
+        d = rng.poisson(3.0, (64, 64)).astype(np.uint16)
+        if i == 1:
+            d[:13] = 65535
+        frames.append(Frame(d, index=i, pixel_size=110e-6, distance=0.1, wavelength=1.3,
+                            beam_center=(32.0, 32.0)))
+    run = tmp_path / "flooded.h5"
+    write_hdf5_run(frames, run)
+    assert [f.dtype for f in open_frames(run)] == ["uint16"] * 3
+    lines = []
+    screen([run], out=tmp_path / "o", model=str(tiny_model), live=False, echo=lines.append)
+    assert ["saturated" in x["flags"] for x in rows(tmp_path / "o")] == [False, True, False]
+    warned = [ln for ln in lines if "saturated" in ln]
+    assert len(warned) == 1 and "frame 1" in warned[0]

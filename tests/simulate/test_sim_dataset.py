@@ -54,6 +54,7 @@ def test_h5_dataset_layout_labels_and_spots(tmp_path):
         wl = f["/entry/instrument/beam/incident_wavelength"][()]
         assert wl.shape == (4,) and np.all(np.abs(wl - 1.5) < 0.05)
         assert f["/entry/instrument/detector/distance"][()] == pytest.approx(0.08)
+        assert f["/entry/instrument/detector/saturation_value"][()] == 255  # sqrt(65025): 8-bit output
         frame_rows = [r for r in rows if r["file"] == "shard-00001.h5"]
         assert sorted(int(r["frame"]) for r in frame_rows) == [0, 1, 2, 3]
     with open(out / "spots.csv", newline="") as fh:

@@ -20,8 +20,9 @@ def register(sub) -> None:
                     "A frame is kept when p_hit + p_maybe >= --threshold; without --threshold, "
                     "each detector's operating point stored in the model by 'xtalscreen "
                     "calibrate' (else 0.5); such a model's probabilities are temperature-scaled "
-                    "per detector. Multi-panel frames without a geometry are flagged no_geometry "
-                    "(pass --geometry). Frames with no valid pixel "
+                    "per detector. Flags: no_geometry (multi-panel frames without a geometry; pass "
+                    "--geometry), no_beam_center (cropped around the image centre), saturated "
+                    "(over 5 % of the pixels at the file's saturation level). Frames with no valid pixel "
                     "get decision 'bad'. Unreadable files/frames are reported, skipped and counted. "
                     "A live hit rate goes to stderr, the summary to stdout.",
         examples="  xtalscreen screen run_0001.h5 --out screen_out/\n"

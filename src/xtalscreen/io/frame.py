@@ -116,6 +116,32 @@ class Frame:
         return float(self.mask.mean()) if self.mask.size else 0.0
 
     @property
+    def saturation_level(self) -> float | None:
+        """The value at and above which a pixel is saturated: the file's own (NeXus
+        ``saturation_value``, Eiger's count cut-off, CBF ``Count_cutoff``), else the largest
+        value of an 8- or 16-bit unsigned type; None when unknown."""
+        for key in ("saturation_value", "saturation"):
+            v = self.meta.get(key)
+            if v is not None:
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if np.isfinite(v) and v > 0:
+                    return v
+        return {"uint8": 255.0, "uint16": 65535.0}.get(self.dtype)
+
+    def saturated_fraction(self, *, stride: int = 7) -> float:
+        """Share of the pixels at or above :attr:`saturation_level` (0 when it is unknown),
+        from every ``stride``-th pixel: a frame flooded by the beam or a bright background
+        reads mostly saturated, and no spot can be seen there."""
+        level = self.saturation_level
+        if level is None:
+            return 0.0
+        sample = self.data.reshape(-1)[::max(int(stride), 1)]
+        return float(np.count_nonzero(sample >= level)) / max(sample.size, 1)
+
+    @property
     def label(self) -> str:
         """``path`` or ``path (frame N)``: how messages refer to this frame."""
         return f"{self.source} (frame {self.index})" if self.source else f"frame {self.index}"

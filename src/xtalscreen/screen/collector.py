@@ -10,7 +10,9 @@ error, to close files).
 :class:`FileCollector` writes into ``out``:
 
 ``results.csv``  ``file, frame, p_hit, p_maybe, p_miss, decision[, n_spots], flags``; flushed
-                 after every batch, so an interrupted run leaves a valid partial CSV;
+                 after every batch, so an interrupted run leaves a valid partial CSV. ``flags``
+                 (``;``-separated): ``no_beam_center``, ``no_geometry``, ``saturated``,
+                 ``all_masked``; each is also warned once per file;
 ``hits.lst``     CrystFEL list of the kept frames: ``path //N`` for frames of multi-frame files
                  (HDF5 runs), the plain path for single-image files;
 ``hits.h5``      the kept frames themselves, written as they come by
@@ -305,6 +307,11 @@ class FileCollector:
                 f"{r.file}: multi-panel data ({r.shape[0]} panels) without a detector geometry: "
                 "the panels are stacked side by side, so the beam-centred crop is not the "
                 "detector's and the decisions are unreliable; pass --geometry FILE.geom"))
+        if "saturated" in r.flags:
+            self._warn_once(("sat", r.file), (
+                f"{r.file}: frame {r.frame} has over 5 % of its pixels saturated (flagged "
+                "'saturated' in results.csv, with any other such frames of this file); spots "
+                "cannot be seen where the detector is flooded, so check the beam and attenuation"))
         lo_hi = self.trained_on.get("angular_pixel")
         if lo_hi and r.pixel_size and r.distance:
             a = r.pixel_size / r.distance

@@ -121,6 +121,9 @@ class Timings:
 
 #: keep threshold of a detector without an operating point (the larger of Hit+Maybe and Miss)
 DEFAULT_THRESHOLD = 0.5
+#: A frame with more than this share of its pixels at the saturation level is flagged
+#: ``saturated`` (the decision stands; the frame is worth a look, and usually a veto).
+SATURATED_FRACTION = 0.05
 
 
 def parse_operating_points(points, *, path: str = "") -> dict:
@@ -231,6 +234,8 @@ class FrameProcessor:
             flags = ["no_beam_center"] if pp.no_beam_center else []
             if f.data.ndim == 3 and f.data.shape[0] > 1 and f.geometry is None:
                 flags.append("no_geometry")  # panels stacked: the crop is not the detector's
+            if f.saturated_fraction() > SATURATED_FRACTION:
+                flags.append("saturated")  # flooded: spots cannot be told apart there
             thr = self.threshold if self.threshold is not None else (
                 DEFAULT_THRESHOLD if op is None else op.threshold)
             if pp.n_valid == 0:

@@ -37,6 +37,7 @@ import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError, XtalscreenError
 from xtalscreen.simulate.config import DIFFRANET_CLASSES, SimulationConfig, get_preset
+from xtalscreen.simulate.detector import output_saturation
 
 LABEL_COLUMNS = ("file", "frame", "index", "split", "preset", "diffranet_class", "ke_class", "n_spots",
                  "resolution", "fluence", "wavelength", "a", "b", "c", "alpha", "beta", "gamma", "n_crystals",
@@ -282,6 +283,7 @@ class _H5Shard:
         det.attrs["description"] = self.cfg.detector.name
         det.create_dataset("distance", data=float(first.distance), track_times=False).attrs["units"] = "m"
         det.create_dataset("x_pixel_size", data=float(first.pixel_size), track_times=False).attrs["units"] = "m"
+        det.create_dataset("saturation_value", data=output_saturation(self.cfg.detector), track_times=False)
         bc = np.array(self.bc, float).reshape(-1, 2)
         det.create_dataset("beam_center_x", data=bc[:, 0], track_times=False).attrs["units"] = "pixel"
         det.create_dataset("beam_center_y", data=bc[:, 1], track_times=False).attrs["units"] = "pixel"

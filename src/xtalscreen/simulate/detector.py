@@ -175,6 +175,13 @@ def output_to_photons(out: np.ndarray, det) -> tuple[np.ndarray, float]:
     return (v - det.offset) / det.gain, (sat - det.offset) / det.gain
 
 
+def output_saturation(det) -> float:
+    """The detector value a saturated pixel reads (what :func:`electronics` clips to)."""
+    if det.output == "diffranet8":
+        return float(round(math.sqrt(min(float(det.saturation), 65025.0))))
+    return float(det.saturation)
+
+
 def output_rounding(det) -> float:
     """Variance the output conversion's rounding adds, as a share of the counts' variance:
     round(sqrt(n)) squared back is n + 2 sqrt(n) u, u uniform in ±1/2, so n / 3."""
