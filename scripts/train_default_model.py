@@ -344,6 +344,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bn-batches", type=int, default=0,
                     help="precise BatchNorm statistics from this many training batches before each "
                          "validation (TrainConfig.bn_batches); 0: momentum estimates")
+    ap.add_argument("--select", default="accuracy", choices=["accuracy", "loss", "keep_auc"],
+                    help="model selection and early stopping (TrainConfig.select)")
     ap.add_argument("--visibility", default="measured", choices=["expected", "measured"],
                     help="label rule: a spot is visible by its expected SNR or as measured in the frame "
                          "(LabelConfig.visibility)")
@@ -394,7 +396,7 @@ def main(argv=None) -> int:
                       preprocess=training_preprocess(shipped, args.max_shift),
                       patience=args.patience, seed=args.seed, device=args.device,
                       workers=args.loader_workers, init=None if init is None else str(init),
-                      bn_batches=args.bn_batches)
+                      bn_batches=args.bn_batches, select=args.select)
     t1 = time.perf_counter()
     res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
                 progress=False)

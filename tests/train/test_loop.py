@@ -153,7 +153,37 @@ def test_adamw_and_unbalanced_run(splits, tmp_path):
     assert "val_accuracy" not in res.history[0]
 
 
+@pytest.mark.parametrize("select", ["keep_auc", "loss"])
+def test_model_selection_by_keep_auc_or_loss(sim_dataset, tmp_path, select):
+    """``best.pt`` is the epoch with the best chosen validation figure, not the best accuracy."""
+    data = load_labels(sim_dataset, target="ke")
+    cfg = TrainConfig(epochs=4, select=select, **{**FAST, "target": "ke"})
+    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=tmp_path, progress=False)
+    figs = [h["val_keep_auc"] if select == "keep_auc" else -h["val_loss"] for h in res.history]
+    assert all(np.isfinite(figs)) and all(0.0 <= h["val_keep_auc"] <= 1.0 for h in res.history)
+    assert res.best["select"] == select and res.best["epoch"] == int(np.argmax(figs))
+    assert res.best["score"] == pytest.approx(max(figs))
+    assert read_checkpoint(tmp_path / "best.pt")["epoch"] == res.best["epoch"] + 1
+
+
+def test_keep_auc_averages_detectors_and_skips_one_class_groups():
+    from xtalscreen.train.loop import keep_auc
+
+    probs = np.array([[0.6, 0.2, 0.2], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4],   # A: perfect
+                      [0.1, 0.1, 0.8], [0.5, 0.4, 0.1],                    # B: reversed
+                      [0.9, 0.05, 0.05]])                                   # C: hits only
+    labels = np.array([0, 2, 1, 0, 2, 0])
+    groups = ["A", "A", "A", "B", "B", "C"]
+    assert keep_auc(probs, labels, groups) == pytest.approx(0.5)  # mean of A (1) and B (0)
+    assert keep_auc(probs[:3], labels[:3]) == 1.0
+    assert np.isnan(keep_auc(probs[5:], labels[5:]))
+    unreadable = labels.copy()
+    unreadable[4] = -1  # left out: B has one class only
+    assert keep_auc(probs, unreadable, groups) == 1.0
+
+
 @pytest.mark.parametrize("kw, match", [
+    (dict(select="auc"), "select"), (dict(select="keep_auc", target="diffranet"), "ke target"),
     (dict(optimizer="adam"), "optimizer"), (dict(epochs=0), "epochs"), (dict(momentum=1.0), "momentum"),
     (dict(target="hits"), "target"), (dict(schedule="cosine"), "schedule"), (dict(patience=0), "patience"),
     (dict(img_size=4), "img_size"), (dict(lr=-1), "lr"),

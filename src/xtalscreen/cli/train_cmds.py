@@ -92,10 +92,14 @@ def register(sub) -> None:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true", help="no random crops/flips/turns/scaling")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val accuracy")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation score (--select)")
     p.add_argument("--bn-batches", type=int, default=0, metavar="N",
                    help="before each validation, set BatchNorm running statistics to the mean over N "
                         "training batches (precise BatchNorm, per input size); 0: momentum estimates")
+    p.add_argument("--select", default="accuracy", choices=["accuracy", "loss", "keep_auc"],
+                   help="what picks best.pt and drives --patience: validation accuracy, validation "
+                        "loss, or (ke target) keep_auc, the AUC of p_hit + p_maybe against miss "
+                        "averaged over the detector presets (how screen keeps frames)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -243,7 +247,8 @@ def run_train(args) -> int:
                       optimizer=args.optimizer, lr=args.lr, lr_end=args.lr_end, schedule=args.schedule,
                       step_size=args.step_size, gamma=args.gamma, momentum=args.momentum,
                       weight_decay=args.weight_decay, augment=not args.no_augment, patience=args.patience,
-                      init=args.init, val_fraction=args.val_fraction, bn_batches=args.bn_batches)
+                      init=args.init, val_fraction=args.val_fraction, bn_batches=args.bn_batches,
+                      select=args.select)
     data = _load(args, cfg.target, cfg.val_fraction)
     tr, va = data.split("train"), data.split("val")
     print(f"training {cfg.model} ({cfg.target}: {', '.join(data.classes)}) on {len(tr)} frames "
@@ -255,7 +260,9 @@ def run_train(args) -> int:
     b = res.best
     print(f"done: {res.epochs_run} epochs in {res.seconds:.1f} s"
           f"{' (stopped early)' if res.stopped_early else ''}; best val accuracy "
-          f"{b.get('val_accuracy', float('nan')):.4f} at epoch {b.get('epoch', -1) + 1}; "
+          f"{b.get('val_accuracy', float('nan')):.4f}"
+          + (f", keep AUC {b['val_keep_auc']:.4f}" if "val_keep_auc" in b else "")
+          + f" at epoch {b.get('epoch', -1) + 1} (selected by {cfg.select}); "
           f"{len(res.bad_items)} unreadable frame(s); model: {res.best_path}")
     return 0
 

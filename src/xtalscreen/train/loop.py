@@ -36,6 +36,10 @@ __all__ = ["TrainConfig", "TrainResult", "train", "build_model", "predict", "rec
 log = logging.getLogger("xtalscreen.train")
 
 
+#: Model-selection figures (:attr:`TrainConfig.select`).
+SELECT = ("accuracy", "loss", "keep_auc")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run (saved in every checkpoint).
@@ -94,6 +98,13 @@ class TrainConfig:
         plain mean over this many (augmented) training batches, per input size ("precise
         BatchNorm", :func:`xtalscreen.models.sizebn.recalibrate_batchnorm`); the checkpoints
         keep them. 0 (default): the momentum estimates of the last training batches.
+    select : {"accuracy", "loss", "keep_auc"}
+        What picks ``best.pt`` and drives early stopping: the validation accuracy (default), the
+        validation loss (lower is better) or, for the ``ke`` target, ``keep_auc``: the ROC AUC
+        of ``p_hit + p_maybe`` against Miss, averaged over the detector presets of the
+        validation set (its ``preset`` column; one group without it). Screening keeps a frame
+        by that sum at each detector's own threshold (``xtalscreen calibrate``), so this ranks
+        models as screening uses them, where the argmax accuracy also counts hit-vs-maybe mix-ups.
     """
 
     model: str = "ke2018"
@@ -122,6 +133,7 @@ class TrainConfig:
     init: str | None = None
     val_fraction: float | None = None
     bn_batches: int = 0
+    select: str = "accuracy"
 
     def __post_init__(self) -> None:
         check_target(self.target)
@@ -151,6 +163,11 @@ class TrainConfig:
             raise ParameterError(f"patience must be an integer >= 1 (epochs) or None, got {self.patience!r}")
         if isinstance(self.bn_batches, bool) or int(self.bn_batches) != self.bn_batches or self.bn_batches < 0:
             raise ParameterError(f"bn_batches must be an integer >= 0 (training batches), got {self.bn_batches!r}")
+        if self.select not in SELECT:
+            raise ParameterError(f"select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        if self.select == "keep_auc" and self.target != "ke":
+            raise ParameterError(f"select 'keep_auc' needs the ke target (hit / maybe / miss), "
+                                 f"got target {self.target!r}; use 'accuracy' or 'loss'")
         if int(self.workers) != self.workers or self.workers < 0:
             raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}")
         if self.img_size is not None and (int(self.img_size) != self.img_size or self.img_size < 8):
@@ -402,6 +419,36 @@ def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float((probs[ok].argmax(1) == labels[ok]).mean())
 
 
+def _score(metrics: dict, select: str) -> float:
+    """The epoch's model-selection score (higher is better): ``select``'s validation figure,
+    else the training accuracy (no validation set). NaN scores never win."""
+    key = {"accuracy": "val_accuracy", "loss": "val_loss", "keep_auc": "val_keep_auc"}[select]
+    if key not in metrics:
+        return metrics["train_accuracy"]
+    v = metrics[key]
+    v = -v if select == "loss" else v
+    return -math.inf if v != v else float(v)
+
+
+def keep_auc(probs: np.ndarray, labels: np.ndarray, groups=None) -> float:
+    """ROC AUC of ``p_hit + p_maybe`` (columns 0, 1) against Miss (class 2), averaged over
+    ``groups`` (one value per item, e.g. the detector preset; None: one group); groups with one
+    class only are left out. NaN when no group has both."""
+    from xtalscreen.evaluate.metrics import auc, roc_curve
+
+    ok = labels >= 0
+    g = np.zeros(len(labels), dtype=object) if groups is None else np.asarray(groups, dtype=object)
+    vals = []
+    for key in dict.fromkeys(g[ok]):
+        m = ok & (g == key)
+        pos = labels[m] != 2
+        if pos.all() or not pos.any():
+            continue
+        fpr, tpr, _ = roc_curve(pos, probs[m, 0] + probs[m, 1])
+        vals.append(auc(fpr, tpr))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
     ok = labels >= 0
     if not ok.any():
@@ -516,6 +563,7 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                                                 generator=torch.Generator().manual_seed(bn_seed))
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-1)
     val_cache: dict = {}
+    val_groups = None if val_set is None else [m.get("preset") for m in val_set.data.meta] or None
     common = dict(preprocess=pp, classes=data.classes, target=config.target, config=config.to_dict())
     stopped = False
     needs_two = _has_batchnorm(model)  # batch norm cannot train on a batch of one
@@ -566,16 +614,18 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                                     workers=config.workers, cache=val_cache)
             metrics["val_accuracy"] = _accuracy(probs, labels)
             metrics["val_loss"] = _nll(probs, labels)
+            if config.target == "ke":
+                metrics["val_keep_auc"] = keep_auc(probs, labels, val_groups)
             if config.target == "marco":
                 thr = _crystal_threshold(probs, labels)
                 if thr is not None:
                     metrics["crystal_threshold"] = thr
-        score = metrics.get("val_accuracy", metrics["train_accuracy"])
+        score = _score(metrics, config.select)
         metrics["seconds"] = round(time.perf_counter() - te, 3)
         history.append(metrics)
-        improved = score > best["val_accuracy"]
+        improved = score > best.get("score", best["val_accuracy"])  # old checkpoints: accuracy
         if improved:
-            best = {"epoch": epoch, "val_accuracy": score,
+            best = {"epoch": epoch, "score": score, "select": config.select,
                     **{k: v for k, v in metrics.items() if k not in ("epoch", "seconds")}}
         # ---- checkpoint: last every epoch, best on improvement
         save_checkpoint(last_path, model, epoch=epoch + 1, optimizer=opt, rng_state=torch.get_rng_state(),
@@ -694,6 +744,8 @@ def _line(m: dict, epochs: int) -> str:
          f"train acc {m['train_accuracy']:.3f}")
     if "val_accuracy" in m:
         s += f"  val acc {m['val_accuracy']:.3f}  val loss {m['val_loss']:.4f}"
+        if "val_keep_auc" in m:
+            s += f"  keep AUC {m['val_keep_auc']:.4f}"
     return s + f"  ({m['seconds']:.1f} s)"
 
 
