@@ -164,7 +164,16 @@ def test_cli_calibrate_then_screen(labelled, model_any_size, tmp_path, capsys):
                "--min-frames", "20", "--balanced"])
     assert rc == 0 and all(v["rule"] == "threshold maximising sensitivity + specificity"
                            for v in load_model(tmp_path / "b.pt")[2]["operating_points"].values())
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "c.pt"),
+               "--min-frames", "20", "--min-sensitivity", "0.95", "--confidence", "0.9"])
+    held = load_model(tmp_path / "c.pt")[2]["operating_points"]
+    plain = load_model(out)[2]["operating_points"]
+    assert rc == 0 and all("at 0.9 confidence" in v["rule"] for v in held.values())
+    assert all(held[k]["threshold"] <= plain[k]["threshold"] for k in held)  # keeps at least as many
     capsys.readouterr()
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
+               "--confidence", "1.5"])
+    assert rc != 0 and "confidence must be in (0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # one rule only
         main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
               "--min-sensitivity", "0.9", "--min-specificity", "0.9"])

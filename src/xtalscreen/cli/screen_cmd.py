@@ -75,6 +75,8 @@ def register(sub) -> None:
                  "  xtalscreen calibrate sim_cspad/ --split val --out cspad_calibrated.pt\n"
                  "  xtalscreen calibrate labelled/ --model run/best.pt --split all "
                  "--min-specificity 0.97 --out run/calibrated.pt\n"
+                 "  xtalscreen calibrate sim_all/ --split all --min-sensitivity 0.985 --confidence 0.9 "
+                 "--out held.pt\n"
                  "  xtalscreen screen 'runs/*.h5' --model cspad_calibrated.pt --out out/")
     c.add_argument("data", help="labelled frames: xtalscreen simulate output, a labels.csv, or "
                                 "DiffraNet-style class folders")
@@ -88,6 +90,10 @@ def register(sub) -> None:
                       help="instead: reject at least this share of misses")
     rule.add_argument("--balanced", action="store_true",
                       help="instead: the threshold maximising sensitivity + specificity")
+    c.add_argument("--confidence", type=float, default=None, metavar="C",
+                   help="hold the minimum rate on new frames with confidence C (e.g. 0.9; a one-sided "
+                        "Clopper-Pearson bound: with 1000 hits, 0.985 at 0.9 keeps ~99.0 %% of "
+                        "these); default: on these frames only, met on new ones about half the time")
     c.add_argument("--min-frames", type=int, default=50, help="frames a detector needs for a point")
     c.add_argument("--no-pooled", action="store_true",
                    help="do not fit the pooled point ('*', all frames) that serves other detectors")
@@ -109,7 +115,7 @@ def run_calibrate(args) -> int:
     res = calibrate(args.model, args.data, out=args.out,
                     split=None if args.split == "all" else args.split, min_sensitivity=min_sens,
                     min_specificity=args.min_specificity, balanced=args.balanced,
-                    min_frames=args.min_frames, pooled=not args.no_pooled,
+                    confidence=args.confidence, min_frames=args.min_frames, pooled=not args.no_pooled,
                     batch=args.batch, limit=args.limit, device=args.device,
                     echo=lambda m: print(m, file=sys.stderr))
     print(f"{res.frames} frames scored; operating points (on these frames):\n")

@@ -72,8 +72,8 @@ class CalibrationResult:
 
 
 def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = 0.985,
-              min_specificity: float | None = None, balanced: bool = False, min_frames: int = 50,
-              pooled: bool = True, batch: int = 32,
+              min_specificity: float | None = None, balanced: bool = False,
+              confidence: float | None = None, min_frames: int = 50, pooled: bool = True, batch: int = 32,
               limit: int | None = None, device: str = "cpu", echo=None) -> CalibrationResult:
     """Fit per-detector operating points of ``model`` on labelled frames; write ``out``.
 
@@ -92,6 +92,9 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     min_sensitivity, min_specificity, balanced : keyword-only
         The threshold rule (one of the two rates, or ``balanced=True``: maximal sensitivity +
         specificity; see :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
+    confidence : float in (0, 1), keyword-only
+        Hold the rate on new frames of each detector with this confidence (a one-sided
+        Clopper-Pearson bound), not only on these; None: on these frames.
     min_frames : int, keyword-only
         A detector needs at least this many frames, hits and misses together, to get a point.
     pooled : bool, keyword-only
@@ -124,6 +127,8 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     for name, v in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
         if v is not None and not 0.0 < float(v) <= 1.0:
             raise ParameterError(f"{name} must be in (0, 1], got {v!r}")
+    if confidence is not None and not 0.0 < float(confidence) < 1.0:
+        raise ParameterError(f"confidence must be in (0, 1), got {confidence!r}")
     if isinstance(min_frames, bool) or int(min_frames) != min_frames or min_frames < 2:
         raise ParameterError(f"min_frames must be an integer >= 2, got {min_frames!r}")
     if isinstance(batch, bool) or int(batch) != batch or batch < 1:
@@ -170,7 +175,8 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
             res.points[k] = fit_operating_point(logits_a[sel], labels_a[sel], weights=weights,
                                                 min_sensitivity=min_sensitivity,
                                                 min_specificity=min_specificity,
-                                                balanced=balanced, source=f"{source}, {n} frames")
+                                                balanced=balanced, confidence=confidence,
+                                                source=f"{source}, {n} frames")
         except ParameterError as exc:
             res.skipped.append(f"detector {k}: {exc}")
             continue
@@ -187,7 +193,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         # all frames together: the point of a detector that has none of its own
         res.points[ANY_DETECTOR] = fit_operating_point(
             logits_a, labels_a, weights=weights, min_sensitivity=min_sensitivity,
-            min_specificity=min_specificity, balanced=balanced,
+            min_specificity=min_specificity, balanced=balanced, confidence=confidence,
             source=f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors")
     old = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     res.kept = {k: v for k, v in old.items() if k not in res.points}
