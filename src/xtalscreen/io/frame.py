@@ -131,14 +131,15 @@ class Frame:
                     return v
         return {"uint8": 255.0, "uint16": 65535.0}.get(self.dtype)
 
-    def saturated_fraction(self, *, stride: int = 7) -> float:
+    def saturated_fraction(self, *, stride: int = 8) -> float:
         """Share of the pixels at or above :attr:`saturation_level` (0 when it is unknown),
-        from every ``stride``-th pixel: a frame flooded by the beam or a bright background
-        reads mostly saturated, and no spot can be seen there."""
+        from every ``stride``-th row (whole rows: reads 1/stride of the memory, ~0.2 ms on a
+        2.3 Mpx frame): a frame flooded by the beam or a bright background reads mostly
+        saturated, and no spot can be seen there."""
         level = self.saturation_level
         if level is None:
             return 0.0
-        sample = self.data.reshape(-1)[::max(int(stride), 1)]
+        sample = self.data.reshape(-1, self.data.shape[-1])[::max(int(stride), 1)]
         return float(np.count_nonzero(sample >= level)) / max(sample.size, 1)
 
     @property
