@@ -11,7 +11,10 @@ Pipeline of :func:`simulate_frame`:
    sphere with their partiality, direction and panel position; structure factors (Wilson or
    a model); photons per spot ``Φ r_e² P |F|² λ² (V / V_cell²) ρ``;
 4. the crystal volume scale is adjusted (when needed) so that the number of visible spots
-   falls in the requested class's range — labels are then computed from the final values;
+   falls in the requested class's range, never beyond the config's largest crystal
+   (``min(size, beam)² x size x in-beam fraction`` at their maxima; a class out of reach of
+   every drawn lattice is realised as far as that allows and recorded as what it became);
+   labels are then computed from the final values;
 5. render: background (radial tables x polarisation x solid angle, shadows, jet streak) plus
    splatted spots (PSF core in the spot shape, fibre tail as a blur), then the detector chain.
 """
