@@ -90,6 +90,22 @@ SNR ~4. Their data cannot be made again bit for bit with this simulator.
 
    (``/tmp/calall``: 9000 frames simulated like ``scripts/compare_models.py``'s set with seeds
    778 and 780, ke_class recomputed from ``n_spots_measured``.)
+
+6. (session 8) fine-tuned from step 5 on data of the corrected simulator (crystal scale capped
+   at the config's largest crystal; no spot visible on a background that saturates), best
+   epoch by the validation ``keep_auc`` (``--select keep_auc``), then operating points fitted
+   on 12000 independent frames held at 90 % confidence::
+
+    .venv/bin/python scripts/train_default_model.py --work /tmp/ft6 --frames 6000 --seed 8 \
+        --classes blank=1,no-crystal=2,weak=4,good=1.5,strong=1.5 --visibility measured \
+        --unbinned-up-to 2 --init <step 5's default_ke.pt> --lr 0.0005 --epochs 14 \
+        --batches-per-epoch 80 --patience 6 --bn-batches 12 --select keep_auc --out /tmp/ft6/ship
+    xtalscreen calibrate /tmp/cal12k --model /tmp/ft6/ship/default_ke.pt --split all \
+        --min-sensitivity 0.985 --confidence 0.9 --out default_ke.pt
+
+   (``/tmp/cal12k``: the sets of ``scripts/compare_models.py --seed 781`` and ``--seed 783``,
+   6000 frames each, joined with measured labels by ``scripts/make_calibration_set.py
+   /tmp/evalset781 /tmp/evalset783 --out /tmp/cal12k``.)
 """
 
 from __future__ import annotations
