@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from xtalscreen.errors import InputError
+from xtalscreen.screen.workers import SATURATED_FRACTION
 
 __all__ = ["Collector", "FileCollector", "Summary"]
 
@@ -309,8 +310,8 @@ class FileCollector:
                 "detector's and the decisions are unreliable; pass --geometry FILE.geom"))
         if "saturated" in r.flags:
             self._warn_once(("sat", r.file), (
-                f"{r.file}: frame {r.frame} has over 5 % of its pixels saturated (flagged "
-                "'saturated' in results.csv, with any other such frames of this file); spots "
+                f"{r.file}: frame {r.frame} has over {100 * SATURATED_FRACTION:g} % of its pixels "
+                "saturated (flagged 'saturated' in results.csv, with any other such frames of this file); spots "
                 "cannot be seen where the detector is flooded, so check the beam and attenuation"))
         lo_hi = self.trained_on.get("angular_pixel")
         if lo_hi and r.pixel_size and r.distance:
