@@ -9,14 +9,18 @@ Session 8 used it to test whether binning by 7 hides the faint spots that decide
     .venv/bin/python scripts/bin_salience.py cspad
     .venv/bin/python scripts/bin_salience.py pilatus2m
 """
-import sys, numpy as np
+import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_default_model as tdm
+import numpy as np
+
+from xtalscreen.preprocess import PreprocessConfig, crop_origin
 from xtalscreen.simulate.dataset import plan
 from xtalscreen.simulate.engine import simulate_frame
-from xtalscreen.preprocess import PreprocessConfig, crop_origin
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_default_model as tdm  # noqa: E402
+
 cfgs = tdm.training_configs("measured")
 preset = sys.argv[1] if len(sys.argv) > 1 else "cspad"
 items = [it for it in plan(6000, presets=tuple(cfgs), seed=785, split=(0, 0, 100)) if it["preset"] == preset and it["cls"] == "weak"]

@@ -11,8 +11,9 @@ error, to close files).
 
 ``results.csv``  ``file, frame, p_hit, p_maybe, p_miss, decision[, n_spots], flags``; flushed
                  after every batch, so an interrupted run leaves a valid partial CSV. ``flags``
-                 (``;``-separated): ``no_beam_center``, ``no_geometry``, ``saturated``,
-                 ``all_masked``; each is also warned once per file;
+                 (``;``-separated): ``no_beam_center``, ``no_geometry``, ``saturated`` (each
+                 also warned once per file), ``all_masked`` (decision ``bad``, counted in the
+                 summary's bad frames);
 ``hits.lst``     CrystFEL list of the kept frames: ``path //N`` for frames of multi-frame files
                  (HDF5 runs), the plain path for single-image files;
 ``hits.h5``      the kept frames themselves, written as they come by
