@@ -98,14 +98,23 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
     # the model's own per-detector operating points (xtalscreen calibrate), as `screen` applies them
     op_keep = None
     if meta.get("operating_points"):
-        from xtalscreen.evaluate.operating import detector_key, keep_at_points
+        from xtalscreen.evaluate.operating import detector_key, keep_at_points, point_for
         from xtalscreen.screen.workers import parse_operating_points
 
         points = parse_operating_points(meta["operating_points"], path=meta["path"])
         ds = FrameDataset(data, pp)
         key_of = {p: detector_key(ds.read(int(np.flatnonzero(presets == p)[0])).data.shape)
                   for p in set(presets)}
-        op_keep = keep_at_points(probs, [key_of[p] for p in presets], points)
+        op_probs = probs.copy()
+        for p in set(presets):  # a point fitted on several test-time views gets them here too
+            v = getattr(point_for(points, key_of[p]), "views", 1)
+            if v > 1:
+                idx = np.flatnonzero(presets == p)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    op_probs[idx] = predict(model, FrameDataset(data.subset(idx), pp), batch_size=64,
+                                            views=v)[0]
+        op_keep = keep_at_points(op_probs, [key_of[p] for p in presets], points)
     out = {}
     for name in sorted(set(presets)) + ["all"]:
         k = np.ones(len(pos), bool) if name == "all" else presets == name

@@ -71,13 +71,16 @@ def main(argv=None) -> int:
     ap.add_argument("--visibility", default="measured", choices=["expected", "measured"],
                     help="labels by the expected or the measured SNR of each spot (LabelConfig.visibility), "
                          "when this script simulates")
+    ap.add_argument("--views", default="1",
+                    help="test-time views to report, comma-separated (1, 2, 4, 8: logits averaged "
+                         "over that many rotations/mirrors); the first one fills the main table")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args(argv)
 
     import torch
 
     from xtalscreen.preprocess import PreprocessConfig
-    from xtalscreen.train import FrameDataset, TrainConfig, load_labels, predict, train
+    from xtalscreen.train import TrainConfig, load_labels, train
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -123,12 +126,33 @@ def main(argv=None) -> int:
 
     model, pp, meta = load_model(res.best_path)
     classes = list(meta["classes"])
+    from xtalscreen.preprocess.views import check_views
+
+    views = [check_views(int(v)) for v in str(args.views).split(",") if v.strip()]
+    by_views = {}
+    for v in views:
+        by_views[v] = _test(args, model, pp, classes, data, presets, train_p, test_p, v)
+    results = by_views[views[0]]
+    card = {"target": args.target, "classes": classes, "train_presets": train_p, "test_presets": test_p,
+            "frames_per_split": {s: int(len(chosen.split(s))) for s in ("train", "val", "test")},
+            "best": meta["best"], "train_seconds": round(t_train), "total_seconds": round(time.perf_counter() - t0),
+            "command": ".venv/bin/python scripts/preset_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "preprocess": shipped.to_dict(), "draw_counts": args.draw_counts, "views": views[0],
+            "results": results, "results_by_views": {str(v): r for v, r in by_views.items()}}
+    write_report(args, card, meta, by_views)
+    return 0
+
+
+def _test(args, model, pp, classes, data, presets, train_p, test_p, views: int) -> dict:
+    """Figures on the test split of each preset in ``test_p``, logits averaged over ``views``."""
+    from xtalscreen.train import FrameDataset, predict
+
     results = {}
     for p in test_p:
         test = data.subset(np.flatnonzero(presets == p)).split("test")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            probs, _ = predict(model, FrameDataset(test, pp), batch_size=64)
+            probs, _ = predict(model, FrameDataset(test, pp), batch_size=64, views=views)
         pred = np.nan_to_num(probs, nan=-1.0).argmax(1)
         true = test.labels
         k = len(classes)
@@ -143,11 +167,12 @@ def main(argv=None) -> int:
         else:
             r.update(tdm.hm_vs_miss(true, pred))
         results[p] = r
-    card = {"target": args.target, "classes": classes, "train_presets": train_p, "test_presets": test_p,
-            "frames_per_split": {s: int(len(chosen.split(s))) for s in ("train", "val", "test")},
-            "best": meta["best"], "train_seconds": round(t_train), "total_seconds": round(time.perf_counter() - t0),
-            "command": ".venv/bin/python scripts/preset_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "preprocess": shipped.to_dict(), "draw_counts": args.draw_counts, "results": results}
+    return results
+
+
+def write_report(args, card: dict, meta: dict, by_views: dict) -> None:
+    """``--out``.json and .md."""
+    results, train_p, test_p, classes = card["results"], card["train_presets"], card["test_presets"], card["classes"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -160,7 +185,7 @@ def main(argv=None) -> int:
              f"training {card['train_seconds']} s on the shared 2-core VM."
              + (f" Data simulated with separated classes, draw_counts {args.draw_counts}, labels by the "
                 f"{args.visibility} SNR." if args.draw_counts else ""), "",
-             "Test split (never used for model selection):", ""]
+             f"Test split (never used for model selection), test-time views {card['views']}:", ""]
     if args.target == "diffranet":
         lines += ["| test preset | frames | 5-class accuracy | blank/no-crystal vs diffraction | target |",
                   "|---|---|---|---|---|"]
@@ -174,6 +199,15 @@ def main(argv=None) -> int:
             tgt = ">= 90 % (cross-preset)" if r["held_out"] else "98.5 % / 97 %"
             lines.append(f"| {p}{' (held out)' if r['held_out'] else ''} | {r['n']} | {100 * r['accuracy']:.1f} % | "
                          f"{100 * r['sensitivity']:.1f} % | {100 * r['specificity']:.1f} % | {tgt} |")
+    if len(by_views) > 1:
+        lines += ["", "By test-time views (logits averaged over rotations/mirrors of the input):", "",
+                  "| views | " + " | ".join(test_p) + " |", "|---" * (len(test_p) + 1) + "|"]
+        for v, res in by_views.items():
+            cells = [f"{100 * r['accuracy']:.1f} %" + (f" / {100 * r['diffraction_vs_none_accuracy']:.2f} %"
+                                                      if "diffraction_vs_none_accuracy" in r else
+                                                      f" / {100 * r['sensitivity']:.1f} / {100 * r['specificity']:.1f} %")
+                     for r in (res[p] for p in test_p)]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
     for p, r in results.items():
         lines += ["", f"Confusion matrix, {p} (rows true, columns predicted: {', '.join(classes)}):", "",
                   "| true \\ predicted | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
@@ -181,7 +215,6 @@ def main(argv=None) -> int:
             lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

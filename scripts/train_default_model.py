@@ -130,6 +130,10 @@ WEIGHTS = ROOT / "src" / "xtalscreen" / "models" / "weights"
 ICE_PROB = 0.25
 
 
+#: The presets of the training mix (``pilatus2m`` is a Pilatus 6M cut to 3 x 8 modules).
+TRAINING_PRESETS = ("diffranet", "cspad", "pilatus2m")
+
+
 def training_configs(visibility: str = "expected") -> dict:
     """The detector presets of the training mix, each with ice in ``ICE_PROB`` of its frames;
     ``visibility``: how the labels judge a spot visible (:class:`LabelConfig`)."""
@@ -143,12 +147,25 @@ def training_configs(visibility: str = "expected") -> dict:
     return cfgs
 
 
-def simulate(raw: Path, n: int, seed: int, workers: int, classes=None, visibility: str = "expected"):
-    """``classes``: DiffraNet class weights (``"weak=2,good=1,..."``); None: equal numbers."""
+def parse_presets(text: str | None) -> tuple[str, ...]:
+    """The detector mix: preset names of :func:`training_configs`, a name repeated to give it
+    more frames (``"diffranet,diffranet,cspad,pilatus2m"``: half DiffraNet); None: each once."""
+    names = tuple(TRAINING_PRESETS) if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = sorted(set(names) - set(TRAINING_PRESETS))
+    if not names or bad:
+        raise SystemExit(f"--presets: give names from {', '.join(TRAINING_PRESETS)} (repeat one to "
+                         f"weight it), got {text!r}")
+    return names
+
+
+def simulate(raw: Path, n: int, seed: int, workers: int, classes=None, visibility: str = "expected",
+             presets=None):
+    """``classes``: DiffraNet class weights (``"weak=2,good=1,..."``); None: equal numbers.
+    ``presets``: the detector mix (:func:`parse_presets`); None: each preset once."""
     from xtalscreen.simulate import simulate_dataset
 
     cfgs = training_configs(visibility)
-    return simulate_dataset(raw, presets=tuple(cfgs), n=n, seed=seed, workers=workers,
+    return simulate_dataset(raw, presets=tuple(presets or cfgs), n=n, seed=seed, workers=workers,
                             split=(70, 15, 15), spots="none", configs=cfgs, progress=False,
                             classes=classes)
 
@@ -296,7 +313,8 @@ def write_report(card: dict, path: Path) -> None:
         f"({card['preprocess']['bin_reduce']}; 'auto' fits the whole assembled detector into the input), "
         f"beam-centred crop, LCN (window {card['preprocess']['lcn_window']}).", "",
         f"Training data: {card['training_data']['frames']} simulated frames, "
-        f"{', '.join(card['training_data']['presets'])} in equal numbers, DiffraNet classes in equal "
+        f"{', '.join(card['training_data']['presets'])} "
+        f"(frames in the ratio of the mix {card['training_data'].get('preset_mix', 'each once')}), DiffraNet classes in equal "
         f"numbers (Ke labels derived), split {card['training_data']['split_percent']} % "
         f"train/val/test, seed {card['training_data']['seed']}.", "",
         f"Command: `{card['command']}`", "",
@@ -351,6 +369,10 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=20)
     ap.add_argument("--balance", action="store_true",
                     help="class-balanced batches (paper 001) instead of the natural class mix")
+    ap.add_argument("--presets", default=None,
+                    help="detector mix, names repeated to weight them, e.g. "
+                         "diffranet,diffranet,cspad,pilatus2m (default: each of "
+                         f"{','.join(TRAINING_PRESETS)} once)")
     ap.add_argument("--classes", default=None,
                     help="DiffraNet class weights of the simulated frames, e.g. "
                          "'blank=1,no-crystal=2,weak=4,good=1.5,strong=1.5' (default: equal numbers)")
@@ -376,8 +398,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     t0 = time.perf_counter()
+    presets = parse_presets(args.presets)
     simulate(work / "raw", args.frames, args.seed, args.sim_workers, classes=args.classes,
-             visibility=args.visibility)
+             visibility=args.visibility, presets=presets)
     t_sim = time.perf_counter() - t0
     print(f"simulated in {t_sim:.0f} s", flush=True)
     from xtalscreen.preprocess import PreprocessConfig
@@ -455,6 +478,7 @@ def main(argv=None) -> int:
         "preprocess": shipped_pp.to_dict(),
         "training_data": {"generator": "xtalscreen.simulate.simulate_dataset", "frames": args.frames,
                           "presets": ["diffranet", "cspad", "pilatus2m (pilatus6m cut to 3x8 modules)"],
+                          "preset_mix": list(presets),
                           "split_percent": [70, 15, 15], "seed": args.seed,
                           "classes": (f"DiffraNet class weights {args.classes}" if args.classes else
                                       "DiffraNet classes in equal numbers") + "; Ke labels derived",

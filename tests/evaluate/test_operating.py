@@ -202,3 +202,31 @@ def test_confidence_rule_is_named_and_an_unreachable_bound_keeps_all():
     assert "not reachable with 2 misses" in op.rule and op.specificity == 1.0
     with pytest.raises(ParameterError, match="confidence"):
         fit_operating_point(z, y, confidence=1.0)
+
+
+def test_grouped_rule_meets_the_rate_on_every_group():
+    # two detectors: on "hard" the hits score lower, so one threshold on all frames together
+    # loses more of its hits than the rate allows; the grouped rule keeps enough on each
+    za, ya = _sample(n=3000, temperature=1.0, seed=11)
+    zb, yb = _sample(n=600, temperature=1.0, seed=12)
+    zb[yb != 2] -= np.array([1.5, 1.5, 0.0])  # hits of "hard" look less like hits
+    z, y = np.r_[za, zb], np.r_[ya, yb]
+    g = np.array(["easy"] * len(ya) + ["hard"] * len(yb))
+    pooled = fit_operating_point(z, y, min_sensitivity=0.95)
+    each = fit_operating_point(z, y, min_sensitivity=0.95, groups=g)
+    assert each.temperature == pooled.temperature  # one temperature, fitted on all frames
+    s = keep_scores(z, np.eye(3), each.temperature)
+    pos = y != 2
+    for name in ("easy", "hard"):
+        m = (g == name) & pos
+        assert np.mean(s[m] >= each.threshold) >= 0.95
+    hard = (g == "hard") & pos
+    assert np.mean(s[hard] >= pooled.threshold) < 0.95  # the all-frames rule misses it
+    assert each.threshold < pooled.threshold and "on each of 2 detectors" in each.rule
+    # the specificity form takes the strictest group's threshold
+    spec = fit_operating_point(z, y, min_sensitivity=None, min_specificity=0.9, groups=g)
+    for name in ("easy", "hard"):
+        m = (g == name) & ~pos
+        assert np.mean(s[m] < spec.threshold) >= 0.9
+    with pytest.raises(ParameterError, match="one group per frame"):
+        fit_operating_point(z, y, groups=g[:-1])

@@ -170,6 +170,20 @@ def test_cli_calibrate_then_screen(labelled, model_any_size, tmp_path, capsys):
     plain = load_model(out)[2]["operating_points"]
     assert rc == 0 and all("at 0.9 confidence" in v["rule"] for v in held.values())
     assert all(held[k]["threshold"] <= plain[k]["threshold"] for k in held)  # keeps at least as many
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "d.pt"),
+               "--min-frames", "20", "--min-sensitivity", "0.95", "--pooled-rule", "all"])
+    every = load_model(tmp_path / "d.pt")[2]["operating_points"]["*"]["rule"]
+    assert rc == 0 and "on each of" in plain["*"]["rule"] and "on each of" not in every
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "e.pt"),
+               "--min-frames", "20", "--views", "2"])
+    assert rc == 0 and {v["views"] for v in load_model(tmp_path / "e.pt")[2]["operating_points"].values()} == {2}
+    capsys.readouterr()
+    rc = main(["screen", str(labelled / "small.h5"), "--model", str(tmp_path / "e.pt"), "--out",
+               str(tmp_path / "o2"), "--quiet", "--no-hits-h5"])
+    assert rc == 0 and "2 views)" in capsys.readouterr().out
+    rc = main(["screen", str(labelled / "small.h5"), "--model", str(tmp_path / "e.pt"), "--out",
+               str(tmp_path / "o3"), "--quiet", "--no-hits-h5", "--views", "1"])
+    assert rc == 0 and "views)" not in capsys.readouterr().out
     capsys.readouterr()
     rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
                "--confidence", "1.5"])
@@ -184,6 +198,7 @@ def test_cli_calibrate_then_screen(labelled, model_any_size, tmp_path, capsys):
 @pytest.mark.parametrize("points, msg", [
     ({"60x64": {"threshold": 1.5}}, "operating point for detector 60x64 is damaged"),
     ({"60x64": {"temperature": 1.0}}, "operating point for detector 60x64 is damaged"),
+    ({"60x64": {"threshold": 0.5, "views": 3}}, "operating point for detector 60x64 is damaged"),
     ([0.5], "operating_points is a list"),
 ])
 def test_damaged_operating_points_name_the_model_file(labelled, model_any_size, tmp_path, points, msg):
@@ -230,6 +245,17 @@ def test_pooled_point_serves_a_detector_without_its_own(labelled, model_any_size
     res = calibrate(str(model_any_size), labelled, out=tmp_path / "c.pt", min_sensitivity=0.9, min_frames=20)
     star = res.points["*"]
     assert star.n_positive + star.n_negative == 60 and "2 detectors" in star.source
+    # sensitivity first (the default rule): the pooled point keeps >= 90 % of each detector's
+    # hits under its own temperature, so it is at most the loosest per-detector need
+    assert "on each of 2 detectors" in star.rule
+    assert res.points["*"].sensitivity >= 0.9
+    all_frames = calibrate(str(model_any_size), labelled, out=tmp_path / "a.pt", min_sensitivity=0.9,
+                           min_frames=20, pooled_rule="all")
+    assert "detectors" not in all_frames.points["*"].rule.split(">=")[1]
+    assert all_frames.points["*"].temperature == pytest.approx(star.temperature)
+    assert star.threshold <= all_frames.points["*"].threshold + 1e-12
+    with pytest.raises(ParameterError, match="pooled_rule"):
+        calibrate(str(model_any_size), labelled, out=tmp_path / "b.pt", pooled_rule="every")
     other = tmp_path / "other.h5"  # a third detector shape, never calibrated
     write_hdf5_run(frames_factory(8, (100, 90), beam_center=(45.0, 50.0), seed=9), other)
     screen([other], out=tmp_path / "plain", model=str(model_any_size), live=False)
@@ -242,3 +268,50 @@ def test_pooled_point_serves_a_detector_without_its_own(labelled, model_any_size
             assert (r["decision"] != "miss") == (q[0] + q[1] >= star.threshold)
     one = calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", min_frames=20, pooled=False)
     assert "*" not in one.points
+
+
+def test_views_are_calibrated_recorded_and_applied_by_screen(labelled, model_any_size, tmp_path):
+    import torch
+
+    from xtalscreen.evaluate.operating import OperatingPoint
+    from xtalscreen.evaluate.report import evaluate_model
+    from xtalscreen.models.tta import view_logits
+    from xtalscreen.screen.prepare import FastPreprocess
+    from xtalscreen.io import open_frames
+
+    res = calibrate(str(model_any_size), labelled, out=tmp_path / "v.pt", min_sensitivity=0.9,
+                    min_frames=20, views=8)
+    assert all(op.views == 8 for op in res.points.values()) and "| 8 |" in res.table()
+    stored = load_model(tmp_path / "v.pt")[2]["operating_points"]
+    assert all(v["views"] == 8 for v in stored.values())
+    # screen averages the logits of 8 orientations for these detectors, then the point's temperature
+    screen([labelled / "small.h5"], out=tmp_path / "o", model=str(tmp_path / "v.pt"), live=False,
+           write_hits=False)
+    net, pp, _ = load_model(model_any_size)
+    prep = FastPreprocess(pp)
+    frames = list(open_frames(labelled / "small.h5"))
+    x = torch.from_numpy(np.stack([prep(f).x for f in frames]))
+    with torch.no_grad():
+        z = view_logits(net.eval(), x, 8).numpy() / res.points["60x64"].temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    got = np.array([[float(r["p_hit"]), float(r["p_maybe"])] for r in rows(tmp_path / "o")])
+    np.testing.assert_allclose(got, p[:, :2], atol=1e-4)
+    # --views overrides the points' count
+    screen([labelled / "small.h5"], out=tmp_path / "o1", model=str(tmp_path / "v.pt"), live=False,
+           write_hits=False, views=1)
+    assert [r["p_hit"] for r in rows(tmp_path / "o1")] != [r["p_hit"] for r in rows(tmp_path / "o")]
+    with pytest.raises(ParameterError, match="views must be one of"):
+        screen([labelled / "small.h5"], out=tmp_path / "o3", model=str(tmp_path / "v.pt"), views=3)
+    # evaluate applies the points on the same 8-view logits: the calibration's figures again
+    o = evaluate_model(tmp_path / "v.pt", labelled, out_dir=tmp_path / "rep", split="val",
+                       progress=False)["operating_points"]
+    for k, v in o["per_detector"].items():
+        op = res.points[k]
+        assert v["views"] == 8
+        assert abs(v["sensitivity"] - op.sensitivity) <= 1 / op.n_positive + 1e-9
+        assert abs(v["specificity"] - op.specificity) <= 1 / op.n_negative + 1e-9
+    with pytest.raises(ParameterError, match="views must be one of"):
+        OperatingPoint(threshold=0.5, views=3)
+    with pytest.raises(ParameterError, match="views must be one of"):
+        calibrate(str(model_any_size), labelled, out=tmp_path / "w.pt", views=5)

@@ -41,6 +41,9 @@ def register(sub) -> None:
                    help="keep a frame when p_hit + p_maybe >= this, on every detector (default: "
                         "the model's operating point for the frame's detector, else 0.5); a "
                         "calibrated model's temperatures still scale the probabilities")
+    p.add_argument("--views", type=int, choices=[1, 2, 4, 8], default=None,
+                   help="test-time views averaged per frame (rotations/mirrors, one forward pass "
+                        "each; default: those of the detector's operating point, 1 without one)")
     p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data)")
     p.add_argument("--mask", help="mask file (nonzero = bad) ORed into every frame's mask")
     p.add_argument("--dataset", help="HDF5 dataset holding the frames (auto-detected when not given)")
@@ -96,7 +99,15 @@ def register(sub) -> None:
                         "these); default: on these frames only, met on new ones about half the time")
     c.add_argument("--min-frames", type=int, default=50, help="frames a detector needs for a point")
     c.add_argument("--no-pooled", action="store_true",
-                   help="do not fit the pooled point ('*', all frames) that serves other detectors")
+                   help="do not fit the pooled point ('*') that serves other detectors")
+    c.add_argument("--views", type=int, choices=[1, 2, 4, 8], default=1,
+                   help="score with the logits averaged over this many rotations/mirrors of the "
+                        "input (recorded in the points; screen then uses as many for those "
+                        "detectors)")
+    c.add_argument("--pooled-rule", choices=["each", "all"], default="each",
+                   help="the pooled point meets the rate on each calibrated detector, under one "
+                        "temperature (default: sensitivity first for an unseen detector), or on "
+                        "all frames together")
     c.add_argument("--limit", type=int, help="score at most this many frames")
     c.add_argument("--batch", type=int, default=32, help="frames per inference batch")
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -116,6 +127,7 @@ def run_calibrate(args) -> int:
                     split=None if args.split == "all" else args.split, min_sensitivity=min_sens,
                     min_specificity=args.min_specificity, balanced=args.balanced,
                     confidence=args.confidence, min_frames=args.min_frames, pooled=not args.no_pooled,
+                    pooled_rule=args.pooled_rule, views=args.views,
                     batch=args.batch, limit=args.limit, device=args.device,
                     echo=lambda m: print(m, file=sys.stderr))
     print(f"{res.frames} frames scored; operating points (on these frames):\n")
@@ -157,7 +169,7 @@ def run(args) -> int:
     s = screen(args.paths or None, out=args.out, model=args.model, workers=args.workers,
                batch=args.batch, spots=args.spots, threshold=args.threshold, source=source,
                write_hits=not args.no_hits_h5, live=False if args.quiet else True,
-               device=args.device, **read)
+               device=args.device, views=args.views, **read)
     print(f"screened {s.line()}")
     if s.operating_points:
         from xtalscreen.evaluate.operating import ANY_DETECTOR
@@ -168,7 +180,8 @@ def run(args) -> int:
                  else f"{pts[ANY_DETECTOR]['threshold']:.3f} (pooled point)" if ANY_DETECTOR in pts
                  else "0.5")
         print(f"thresholds ({how}): " + ", ".join(
-            f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f})"
+            f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f}"
+            + (f", {v['views']} views)" if v.get("views", 1) > 1 else ")")
             for k, v in sorted(pts.items()) if k != ANY_DETECTOR) + f"; other detectors {other}")
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(

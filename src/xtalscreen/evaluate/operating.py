@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from xtalscreen.errors import ParameterError
+from xtalscreen.preprocess.views import check_views
 
 __all__ = ["ANY_DETECTOR", "OperatingPoint", "detector_key", "fit_temperature", "fit_operating_point",
            "hit_maybe_miss", "keep_at_points", "keep_scores", "point_for", "required_successes", "softmax"]
@@ -125,7 +126,8 @@ def keep_scores(logits, weights, temperature=1.0) -> np.ndarray:
 @dataclass(frozen=True)
 class OperatingPoint:
     """Temperature and keep threshold of one detector, with what they gave on the frames they
-    were chosen on."""
+    were chosen on, and the number of test-time ``views`` (:mod:`xtalscreen.preprocess.views`)
+    whose averaged logits they were chosen on -- and must be applied to."""
 
     threshold: float
     temperature: float = 1.0
@@ -136,8 +138,10 @@ class OperatingPoint:
     n_negative: int = 0
     rule: str = ""
     source: str = ""
+    views: int = 1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "views", check_views(self.views))
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ParameterError(f"operating point threshold must be in [0, 1], got {self.threshold!r}")
         if not T_BOUNDS[0] <= float(self.temperature) <= T_BOUNDS[1]:
@@ -151,6 +155,28 @@ class OperatingPoint:
     def from_dict(cls, d: dict) -> "OperatingPoint":
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in dict(d).items() if k in known})
+
+
+def _rate_threshold(sp, sn, every, sens: bool, rate: float, confidence) -> tuple[float, int]:
+    """Threshold of one group meeting the rate, and the group's frame count when the rate is
+    out of reach (else 0). ``sp`` / ``sn``: the hits' / misses' scores; ``every``: the sorted
+    distinct scores of all of the group's frames."""
+    sp, sn = np.sort(sp), np.sort(sn)
+    if sens:
+        # keep >= ceil(rate * P) positives: the k-th highest positive score must stay kept; the
+        # threshold goes half-way down to the next lower score of any frame
+        k = required_successes(len(sp), rate, confidence)
+        edge = sp[len(sp) - min(k, len(sp))]
+        lower = every[every < edge]
+        thr = float((edge + lower[-1]) / 2) if len(lower) else float(edge)
+        return thr, (len(sp) if k > len(sp) else 0)
+    # reject >= ceil(rate * N) negatives: the k-th lowest negative score must stay below; the
+    # threshold goes half-way up to the next higher score of any frame
+    k = required_successes(len(sn), rate, confidence)
+    edge = sn[min(k, len(sn)) - 1]
+    higher = every[every > edge]
+    thr = float((edge + higher[0]) / 2) if len(higher) else float(np.nextafter(edge, np.inf))
+    return thr, (len(sn) if k > len(sn) else 0)
 
 
 def required_successes(n: int, rate: float, confidence: float | None = None) -> int:
@@ -174,7 +200,8 @@ def required_successes(n: int, rate: float, confidence: float | None = None) -> 
 
 def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float | None = 0.985,
                         min_specificity: float | None = None, balanced: bool = False,
-                        confidence: float | None = None, source: str = "") -> OperatingPoint:
+                        confidence: float | None = None, groups=None, views: int = 1,
+                        source: str = "") -> OperatingPoint:
     """Temperature and threshold for one detector's labelled frames.
 
     Parameters
@@ -199,6 +226,15 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
         estimate alone is met on new frames about half the time; with 1000 hits, 98.5 % at
         0.9 confidence asks about 99.0 % of these. Where even all the frames fall short, the
         threshold keeps (rejects) them all and the rule says so.
+    groups : array (N,), optional
+        A group (detector) per frame: the rate must then hold within *every* group that has
+        frames of the kind it counts, with one temperature fitted on all frames -- the
+        sensitivity-first point for a detector that has none of its own (the most permissive of
+        the groups' thresholds under the shared temperature; with ``min_specificity`` the
+        strictest). Ignored with ``balanced``.
+    views : int
+        The test-time views the logits were averaged over (recorded: ``screen`` must apply the
+        point to logits made the same way).
     source : str
         Where the frames came from (kept in the record).
 
@@ -240,34 +276,30 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
         best = np.flatnonzero(j >= j.max() - 1e-12)
         thr = float(cand[best[np.argmin(np.abs(cand[best] - 0.5))]])
         rule = "threshold maximising sensitivity + specificity"
-    elif min_specificity is None:
-        # keep >= ceil(rate * P) positives: the k-th highest positive score must stay kept; the
-        # threshold goes half-way down to the next lower score of any frame
-        k = required_successes(len(sp), rate, confidence)
-        short = k > len(sp)
-        edge = sp[len(sp) - min(k, len(sp))]
-        lower = every[every < edge]
-        thr = float((edge + lower[-1]) / 2) if len(lower) else float(edge)
-        rule = f"highest threshold with sensitivity >= {float(rate):g}{at}"
-        if short:
-            rule += f" (not reachable with {len(sp)} hits: all kept)"
     else:
-        # reject >= ceil(rate * N) negatives: the k-th lowest negative score must stay below;
-        # the threshold goes half-way up to the next higher score of any frame
-        k = required_successes(len(sn), rate, confidence)
-        short = k > len(sn)
-        edge = sn[min(k, len(sn)) - 1]
-        higher = every[every > edge]
-        thr = float((edge + higher[0]) / 2) if len(higher) else float(np.nextafter(edge, np.inf))
-        rule = f"lowest threshold with specificity >= {float(rate):g}{at}"
+        sens = min_specificity is None
+        g = None if groups is None else np.asarray(groups)
+        if g is not None and g.shape != y.shape:
+            raise ParameterError(f"groups must give one group per frame ({len(y)}), got shape {g.shape}")
+        parts = [np.ones(len(y), bool)] if g is None else [g == v for v in np.unique(g)]
+        found = []
+        for m in parts:
+            if (pos[m] if sens else ~pos[m]).any():
+                found.append(_rate_threshold(score[m & pos], score[m & ~pos], np.unique(score[m]),
+                                             sens, rate, confidence))
+        thr, short = (min if sens else max)(found, key=lambda f: f[0])
+        kind, n_kind = ("sensitivity", "hits") if sens else ("specificity", "misses")
+        rule = (f"{'highest' if sens else 'lowest'} threshold with {kind} >= {float(rate):g}{at}"
+                + (f" on each of {len(found)} detectors (shared temperature)" if g is not None else ""))
         if short:
-            rule += f" (not reachable with {len(sn)} misses: all rejected)"
+            rule += (f" (not reachable with {short} {n_kind}: all "
+                     f"{'kept' if sens else 'rejected'})")
     thr = min(max(thr, 0.0), 1.0)
     return OperatingPoint(threshold=thr, temperature=t,
                           sensitivity=float(np.mean(score[pos] >= thr)),
                           specificity=float(np.mean(score[~pos] < thr)),
                           auc=float(roc_auc_score(pos, score)), n_positive=int(pos.sum()),
-                          n_negative=int((~pos).sum()), rule=rule, source=source)
+                          n_negative=int((~pos).sum()), rule=rule, source=source, views=views)
 
 
 def keep_at_points(probs, keys, points: dict, weights=None, *, default_threshold: float = 0.5) -> np.ndarray:

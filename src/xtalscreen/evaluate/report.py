@@ -155,12 +155,12 @@ def markdown_report(m: dict, *, title: str = "Evaluation") -> str:
         lines += ["## At the model's operating points", "",
                   "Per detector, the temperature and keep threshold stored by `xtalscreen calibrate`, "
                   "applied as `xtalscreen screen` applies them (hit + maybe kept vs miss).", "",
-                  "| detector | n | temperature | threshold | sensitivity | specificity |",
-                  "|---|---|---|---|---|---|"]
+                  "| detector | n | temperature | threshold | views | sensitivity | specificity |",
+                  "|---|---|---|---|---|---|---|"]
         for k, v in o["per_detector"].items():
             lines.append(f"| {k} | {v['n']} | {v['temperature']:.3f} | {v['threshold']:.4f} | "
-                         f"{_pct(v['sensitivity'])} | {_pct(v['specificity'])} |")
-        lines += [f"| all | {o['n']} | | | {_pct(o['sensitivity'])} | {_pct(o['specificity'])} |", ""]
+                         f"{v.get('views', 1)} | {_pct(v['sensitivity'])} | {_pct(v['specificity'])} |")
+        lines += [f"| all | {o['n']} | | | | {_pct(o['sensitivity'])} | {_pct(o['specificity'])} |", ""]
     if "per_group" in m:
         lines += ["## Per group", "", "| group | n | accuracy | sensitivity | specificity |", "|---|---|---|---|---|"]
         for g, v in m["per_group"].items():
@@ -222,8 +222,11 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
     groups = [m.get("preset", "") for m in ds.meta] if ds.meta else None
     res = classification_metrics(probs[ok], labels[ok], ds.classes, target=target, min_tpr=min_tpr,
                                  groups=None if groups is None else np.asarray(groups)[ok])
-    at_points = at_operating_points(probs[ok], labels[ok], _detector_keys(fd, ds, np.flatnonzero(ok), meta),
-                                    meta)
+    keys = _detector_keys(fd, ds, np.flatnonzero(ok), meta)
+    at_points = at_operating_points(
+        _at_point_views(probs, ok, keys, meta, lambda v: predict(
+            model, fd, batch_size=batch_size, device=dev, workers=workers, views=v)[0]),
+        labels[ok], keys, meta)
     if at_points is not None:
         res["operating_points"] = at_points
     out = Path(out_dir)
@@ -277,6 +280,25 @@ def _detector_keys(fd, ds, idx, meta) -> list | None:
     return keys
 
 
+def _at_point_views(probs, ok, keys, meta, predict_views) -> np.ndarray:
+    """``probs[ok]``, with the rows of detectors whose operating point was fitted on several
+    test-time views replaced by ``predict_views(views)[ok]`` (one pass per views count)."""
+    out = probs[ok]
+    if keys is None:
+        return out
+    from xtalscreen.evaluate.operating import point_for
+    from xtalscreen.screen.workers import parse_operating_points
+
+    points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
+    keys = np.asarray(keys)
+    views = np.array([getattr(point_for(points, k), "views", 1) for k in keys])
+    for v in sorted(set(views.tolist()) - {1}):
+        out = out.copy()
+        m = views == v
+        out[m] = predict_views(v)[ok][m]
+    return out
+
+
 def at_operating_points(probs, labels, keys, meta) -> dict | None:
     """Hit+Maybe vs Miss sensitivity / specificity with the model's per-detector operating
     points (temperature, threshold; 0.5 and no scaling for a detector without one), overall and
@@ -303,6 +325,7 @@ def at_operating_points(probs, labels, keys, meta) -> dict | None:
         t, thr = (1.0, DEFAULT_THRESHOLD) if op is None else (op.temperature, op.threshold)
         s, c = M.sensitivity_specificity(pos[m].astype(np.int64), keep[m].astype(np.int64))
         per[k] = {"n": int(m.sum()), "temperature": t, "threshold": thr, "calibrated": op is not None,
+                  "views": 1 if op is None else op.views,
                   "sensitivity": _f(s), "specificity": _f(c)}
     s, c = M.sensitivity_specificity(pos.astype(np.int64), keep.astype(np.int64))
     return {"n": int(len(y)), "sensitivity": _f(s), "specificity": _f(c), "per_detector": per}

@@ -62,18 +62,19 @@ class CalibrationResult:
     def table(self) -> str:
         """The fitted points as a Markdown table."""
         rows = ["| detector | frames (hit+maybe / miss) | temperature | threshold | sensitivity | "
-                "specificity | AUC |", "|---|---|---|---|---|---|---|"]
+                "specificity | AUC | views |", "|---|---|---|---|---|---|---|---|"]
         for k, op in sorted(self.points.items()):
-            name = "any other (all frames)" if k == ANY_DETECTOR else k
+            name = "any other (pooled)" if k == ANY_DETECTOR else k
             rows.append(f"| {name} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
                         f"{op.threshold:.4f} | {100 * op.sensitivity:.1f} % | "
-                        f"{100 * op.specificity:.1f} % | {op.auc:.4f} |")
+                        f"{100 * op.specificity:.1f} % | {op.auc:.4f} | {op.views} |")
         return "\n".join(rows)
 
 
 def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = 0.985,
               min_specificity: float | None = None, balanced: bool = False,
-              confidence: float | None = None, min_frames: int = 50, pooled: bool = True, batch: int = 32,
+              confidence: float | None = None, min_frames: int = 50, pooled: bool = True,
+              pooled_rule: str = "each", views: int = 1, batch: int = 32,
               limit: int | None = None, device: str = "cpu", echo=None) -> CalibrationResult:
     """Fit per-detector operating points of ``model`` on labelled frames; write ``out``.
 
@@ -100,6 +101,16 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     pooled : bool, keyword-only
         With points for two or more detectors, also fit one on all frames together (key
         ``"*"``), used by ``screen`` for a detector without its own point.
+    pooled_rule : {"each", "all"}, keyword-only
+        How the pooled point meets the rate: ``"each"`` (default) on every calibrated detector
+        at once, under one temperature fitted on their frames -- sensitivity first, since a new
+        detector may be as hard as the hardest one seen; ``"all"``: on all frames counted
+        together (a detector with many easy frames can then hide a hard one).
+    views : int, keyword-only
+        Test-time views (1, 2, 4 or 8 dihedral orientations, logits averaged;
+        :mod:`xtalscreen.preprocess.views`) the frames are scored with; recorded in each point,
+        and ``screen`` applies them to that detector's frames. More views separate faint hits
+        from misses a little better at one forward pass each.
     batch, device : keyword-only
         Inference batch size and device.
     limit : int, keyword-only
@@ -127,6 +138,11 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     for name, v in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
         if v is not None and not 0.0 < float(v) <= 1.0:
             raise ParameterError(f"{name} must be in (0, 1], got {v!r}")
+    from xtalscreen.preprocess.views import check_views
+
+    views = check_views(views)
+    if pooled_rule not in ("each", "all"):
+        raise ParameterError(f"pooled_rule must be 'each' or 'all', got {pooled_rule!r}")
     if confidence is not None and not 0.0 < float(confidence) < 1.0:
         raise ParameterError(f"confidence must be in (0, 1), got {confidence!r}")
     if isinstance(min_frames, bool) or int(min_frames) != min_frames or min_frames < 2:
@@ -152,7 +168,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
             raise ParameterError(f"limit must be an integer >= 1, got {limit!r}")
         order = order[np.linspace(0, len(order) - 1, min(int(limit), len(order))).round().astype(int)]
         order = np.unique(order)
-    proc = FrameProcessor(net, pp, meta["classes"], device=device)
+    proc = FrameProcessor(net, pp, meta["classes"], device=device, views=views)
     ds = FrameDataset(items, None)
     res = CalibrationResult()
     try:
@@ -176,7 +192,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
                                                 min_sensitivity=min_sensitivity,
                                                 min_specificity=min_specificity,
                                                 balanced=balanced, confidence=confidence,
-                                                source=f"{source}, {n} frames")
+                                                views=views, source=f"{source}, {n} frames")
         except ParameterError as exc:
             res.skipped.append(f"detector {k}: {exc}")
             continue
@@ -191,10 +207,18 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
                          path=str(getattr(items, "root", data)))
     if pooled and len(res.points) >= 2:
         # all frames together: the point of a detector that has none of its own
-        res.points[ANY_DETECTOR] = fit_operating_point(
-            logits_a, labels_a, weights=weights, min_sensitivity=min_sensitivity,
-            min_specificity=min_specificity, balanced=balanced, confidence=confidence,
-            source=f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors")
+        if pooled_rule == "each":
+            sel = np.isin(keys_a, list(res.points))
+            res.points[ANY_DETECTOR] = fit_operating_point(
+                logits_a[sel], labels_a[sel], weights=weights, min_sensitivity=min_sensitivity,
+                min_specificity=min_specificity, balanced=balanced, confidence=confidence,
+                groups=keys_a[sel], views=views,
+                source=f"{source}, {int(sel.sum())} frames of {len(res.points)} detectors")
+        else:
+            res.points[ANY_DETECTOR] = fit_operating_point(
+                logits_a, labels_a, weights=weights, min_sensitivity=min_sensitivity,
+                min_specificity=min_specificity, balanced=balanced, confidence=confidence,
+                views=views, source=f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors")
     old = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     res.kept = {k: v for k, v in old.items() if k not in res.points}
     merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}

@@ -36,7 +36,6 @@ a missing beam centre or a detector far from what the model was trained on.
 from __future__ import annotations
 
 import csv
-import os
 import queue
 import sys
 import threading

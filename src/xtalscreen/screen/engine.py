@@ -51,7 +51,8 @@ def _batches(it, size):
 def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 32,
            spots: bool = False, spot_params: dict | None = None, threshold: float | None = None,
            source=None, write_hits: bool = True, live: bool | None = None,
-           live_every: float = 2.0, echo=None, device: str = "cpu", **read_options) -> Summary:
+           live_every: float = 2.0, echo=None, device: str = "cpu", views: int | None = None,
+           **read_options) -> Summary:
     """Screen frames with a hit-finding model; write results.csv, hits.lst and hits.h5.
 
     Parameters
@@ -85,6 +86,11 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     device : str, keyword-only
         Where inference runs: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``
         (CUDA when present). Reading and preprocessing always run on the CPU workers.
+    views : int or None, keyword-only
+        Test-time views averaged per frame (1, 2, 4, 8; :mod:`xtalscreen.preprocess.views`), each
+        a forward pass, on every detector. None (default): the views each detector's operating
+        point was calibrated with (1 without a point). A point's threshold holds for the views
+        it was fitted on; other counts shift the probabilities a little.
     **read_options
         For :func:`~xtalscreen.io.open_frames`: ``geometry``, ``mask``, ``beam_center``,
         ``dataset``, ``frames`` ...
@@ -118,6 +124,10 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     from xtalscreen.train.loop import resolve_device
 
     device = str(resolve_device(device))  # refuses "cuda" without a GPU before any work
+    if views is not None:
+        from xtalscreen.preprocess.views import check_views
+
+        views = check_views(views)
     if paths is None and source is None:
         raise ParameterError("paths: give files/folders to screen (or a source)")
     net, pp, meta = load_screening_model(model)
@@ -136,7 +146,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         if workers == 1:
             threads = torch.get_num_threads()
             proc = FrameProcessor(net, pp, meta["classes"], threshold=threshold, spots=spot_step,
-                                  device=device, operating_points=points)
+                                  device=device, operating_points=points, views=views)
             it = iter(src.frames())
             while True:
                 t0 = time.perf_counter()
@@ -164,7 +174,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
                                                       threshold=threshold,
                                                       spot_params=(spot_params or {}) if spots else None,
                                                       read_options=ro, write_hits=write_hits,
-                                                      device=device):
+                                                      device=device, views=views):
                 for line in bad:
                     collector.bad(line)
                 kept = iter(encoded)  # the kept frames, compressed by the worker, in order
@@ -180,7 +190,9 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     summary.timings["write"] = summary.timings.get("write", 0.0) + timings.write  # worker parts
     summary.outputs["model"] = meta["path"]
     summary.operating_points = {k: {"threshold": op.threshold if threshold is None else threshold,
-                                    "temperature": op.temperature} for k, op in points.items()}
+                                    "temperature": op.temperature,
+                                    "views": op.views if views is None else views}
+                                for k, op in points.items()}
     summary.threshold = threshold
     if summary.frames == 0 and summary.bad_items:
         raise InputError(f"no frame could be read: {len(summary.bad_items)} bad item(s), the first: "

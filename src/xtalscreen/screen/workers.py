@@ -175,6 +175,10 @@ class FrameProcessor:
         (:func:`~xtalscreen.evaluate.operating.detector_key`); ``"*"`` serves the others.
     spots : callable, keyword-only
         ``spots(frame) -> int or None`` (:class:`NoSpots`, :class:`SpotCounter`).
+    views : int or None, keyword-only
+        Test-time views (1, 2, 4 or 8 dihedral orientations, logits averaged;
+        :mod:`xtalscreen.preprocess.views`) for every frame; None: those the frame's operating
+        point was fitted with (1 without a point).
     device : str or torch.device, keyword-only
         Where inference runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``"auto"``: CUDA when present).
         Reading and preprocessing stay on the CPU; each batch goes to the device as one
@@ -182,7 +186,9 @@ class FrameProcessor:
     """
 
     def __init__(self, model, preprocess, classes, *, threshold: float | None = None,
-                 spots=None, device="cpu", operating_points: dict | None = None) -> None:
+                 spots=None, device="cpu", operating_points: dict | None = None,
+                 views: int | None = None) -> None:
+        from xtalscreen.preprocess.views import check_views
         from xtalscreen.screen.prepare import FastPreprocess
         from xtalscreen.train.loop import resolve_device
 
@@ -193,27 +199,34 @@ class FrameProcessor:
         self.threshold = None if threshold is None else float(threshold)
         self.points = parse_operating_points(operating_points)
         self.spots = spots or NoSpots()
+        self.views = None if views is None else check_views(views)
         self.timings = Timings()
 
-    def infer(self, frames: list) -> tuple[list, np.ndarray]:
+    def infer(self, frames: list, views=None) -> tuple[list, np.ndarray]:
         """``(prepared, logits)``: the network inputs of ``frames`` and the model's raw outputs
-        (rows of frames without a valid pixel are NaN), one inference per input size."""
+        (rows of frames without a valid pixel are NaN), one inference per input size and number
+        of views. ``views``: one count per frame (:func:`~xtalscreen.models.tta.view_logits`),
+        or one for all; None: ``self.views`` or 1."""
         import torch
+
+        from xtalscreen.models.tta import view_logits
 
         t0 = time.perf_counter()
         prepared = [self.prepare(f) for f in frames]
         t1 = time.perf_counter()
-        groups: dict[tuple, list[int]] = {}  # one inference per input size (detector)
+        if views is None or np.ndim(views) == 0:
+            views = [views if views is not None else (self.views or 1)] * len(frames)
+        groups: dict[tuple, list[int]] = {}  # one inference per input size (detector) and views
         for i, p in enumerate(prepared):
             if p.n_valid > 0:
-                groups.setdefault(p.x.shape, []).append(i)
+                groups.setdefault((p.x.shape, int(views[i])), []).append(i)
         logits = np.full((len(frames), self.weights.shape[0]), np.nan, np.float32)
-        for good in groups.values():
+        for (_, v), good in groups.items():
             x = torch.from_numpy(np.stack([prepared[i].x for i in good]))
             with torch.inference_mode():
                 if self.device.type != "cpu":
                     x = x.pin_memory().to(self.device, non_blocking=True)
-                logits[good] = self.model(x).float().cpu().numpy()
+                logits[good] = view_logits(self.model, x, v).float().cpu().numpy()
         self.timings.preprocess += t1 - t0
         self.timings.infer += time.perf_counter() - t1
         return prepared, logits
@@ -222,10 +235,11 @@ class FrameProcessor:
         """Results of ``frames`` (same order). Every frame gives one result."""
         from xtalscreen.evaluate.operating import detector_key, hit_maybe_miss, point_for
 
-        prepared, logits = self.infer(frames)
-        t1 = time.perf_counter()
         ops = ([point_for(self.points, detector_key(f.data.shape)) for f in frames] if self.points
                else [None] * len(frames))
+        views = [self.views or (1 if op is None else op.views) for op in ops]
+        prepared, logits = self.infer(frames, views)
+        t1 = time.perf_counter()
         temps = np.array([1.0 if op is None else op.temperature for op in ops])
         probs = hit_maybe_miss(logits, self.weights, temps)
         t2 = time.perf_counter()
@@ -262,7 +276,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(model_path: str, threshold: float | None, spot_params, read_options: dict,
-                 write_hits: bool = False, device: str = "cpu") -> None:
+                 write_hits: bool = False, device: str = "cpu", views: int | None = None) -> None:
     import torch
 
     from xtalscreen.io.memory import keep_freed_memory
@@ -274,7 +288,7 @@ def _init_worker(model_path: str, threshold: float | None, spot_params, read_opt
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
     _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
                                     device=device, operating_points=parse_operating_points(
-                                        meta.get("operating_points"), path=model_path))
+                                        meta.get("operating_points"), path=model_path), views=views)
     _STATE["read"] = read_options
     _STATE["write_hits"] = write_hits
 
@@ -393,12 +407,14 @@ def _work_chunk(task) -> tuple[list, list, list, dict]:
 
 
 def run_pool(tasks, *, workers: int, model_path: str, threshold: float | None, spot_params,
-             read_options: dict, write_hits: bool = False, device: str = "cpu"):
+             read_options: dict, write_hits: bool = False, device: str = "cpu",
+             views: int | None = None):
     """Run ``tasks`` on ``workers`` processes; yields ``_work_chunk`` outputs in task order.
 
     ``write_hits``: the workers return the kept frames, compressed, for ``hits.h5``.
     ``device``: where each worker runs inference; with a GPU every worker holds its own CUDA
     context, and the workers are started with ``spawn`` (CUDA cannot be used after ``fork``).
+    ``views``: test-time views for every frame (None: each operating point's own).
     """
     import multiprocessing as mp
 
@@ -406,5 +422,5 @@ def run_pool(tasks, *, workers: int, model_path: str, threshold: float | None, s
     ctx = mp.get_context("fork" if fork else "spawn")
     with ctx.Pool(workers, initializer=_init_worker,
                   initargs=(model_path, threshold, spot_params, read_options, bool(write_hits),
-                            str(device))) as pool:
+                            str(device), views)) as pool:
         yield from pool.imap(_work_chunk, tasks, chunksize=1)

@@ -347,8 +347,10 @@ def _load_init_weights(model, init: dict, classes) -> str:
 
 
 def predict(model, dataset: FrameDataset, *, batch_size: int = 64, device="cpu",
-            workers: int = 0, progress: bool | None = False, cache: dict | None = None):
-    """Class probabilities of every item.
+            workers: int = 0, progress: bool | None = False, cache: dict | None = None,
+            views: int = 1):
+    """Class probabilities of every item (``views``: the logits averaged over that many
+    test-time orientations, :func:`xtalscreen.models.tta.view_logits`).
 
     Returns
     -------
@@ -359,6 +361,7 @@ def predict(model, dataset: FrameDataset, *, batch_size: int = 64, device="cpu",
     """
     import torch
 
+    from xtalscreen.models.tta import view_logits
     from xtalscreen.progress import track
 
     n = len(dataset)
@@ -369,7 +372,8 @@ def predict(model, dataset: FrameDataset, *, batch_size: int = 64, device="cpu",
     with torch.no_grad():
         for x, y, idx in track(batches, total=math.ceil(n / batch_size), description="evaluating",
                                enabled=progress):
-            out = torch.softmax(model(x.to(device, non_blocking=True)).float(), dim=1).cpu().numpy()
+            out = torch.softmax(view_logits(model, x.to(device, non_blocking=True), views).float(),
+                                dim=1).cpu().numpy()
             idx = np.asarray(idx)
             y = np.asarray(y)
             ok = y >= 0
