@@ -106,6 +106,13 @@ SNR ~4. Their data cannot be made again bit for bit with this simulator.
    (``/tmp/cal12k``: the sets of ``scripts/compare_models.py --seed 781`` and ``--seed 783``,
    6000 frames each, joined with measured labels by ``scripts/make_calibration_set.py
    /tmp/evalset781 /tmp/evalset783 --out /tmp/cal12k``.)
+
+   Session 9 kept the step-6 weights and fitted the points again with test-time views
+   (``calibrate --views``: CSPAD 2, DiffraNet CCD 8 on 12000 frames, Pilatus 1) and the
+   sensitivity-first pooled point; the three ``xtalscreen calibrate`` commands are in
+   ``reports/default_model.md``, section "Session 9". ``--presets`` weights the detector mix
+   (a name repeated gets more frames); session 9's step 7 with half DiffraNet frames was no
+   better and was not shipped.
 """
 
 from __future__ import annotations

@@ -224,8 +224,9 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
                                  groups=None if groups is None else np.asarray(groups)[ok])
     keys = _detector_keys(fd, ds, np.flatnonzero(ok), meta)
     at_points = at_operating_points(
-        _at_point_views(probs, ok, keys, meta, lambda v: predict(
-            model, fd, batch_size=batch_size, device=dev, workers=workers, views=v)[0]),
+        _at_point_views(probs, ok, keys, meta, lambda v, idx: predict(
+            model, FrameDataset(ds.subset(idx), pp), batch_size=batch_size, device=dev,
+            workers=workers, views=v)[0]),
         labels[ok], keys, meta)
     if at_points is not None:
         res["operating_points"] = at_points
@@ -282,7 +283,8 @@ def _detector_keys(fd, ds, idx, meta) -> list | None:
 
 def _at_point_views(probs, ok, keys, meta, predict_views) -> np.ndarray:
     """``probs[ok]``, with the rows of detectors whose operating point was fitted on several
-    test-time views replaced by ``predict_views(views)[ok]`` (one pass per views count)."""
+    test-time views replaced by ``predict_views(views, items)`` (those items only, one pass
+    per views count)."""
     out = probs[ok]
     if keys is None:
         return out
@@ -292,10 +294,11 @@ def _at_point_views(probs, ok, keys, meta, predict_views) -> np.ndarray:
     points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
     keys = np.asarray(keys)
     views = np.array([getattr(point_for(points, k), "views", 1) for k in keys])
+    items = np.flatnonzero(ok)
     for v in sorted(set(views.tolist()) - {1}):
         out = out.copy()
         m = views == v
-        out[m] = predict_views(v)[ok][m]
+        out[m] = predict_views(v, items[m])
     return out
 
 
