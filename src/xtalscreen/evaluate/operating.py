@@ -267,8 +267,8 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
                              f"misses; got {int(pos.sum())} and {int((~pos).sum())}")
     t = fit_temperature(z, y)
     score = keep_scores(z, w, t)
-    sp, sn, every = np.sort(score[pos]), np.sort(score[~pos]), np.unique(score)
     if balanced:
+        sp, sn, every = np.sort(score[pos]), np.sort(score[~pos]), np.unique(score)
         # candidate thresholds half-way between consecutive distinct scores (and the ends)
         cand = np.r_[every[0] / 2, (every[1:] + every[:-1]) / 2, (every[-1] + 1) / 2]
         j = (len(sp) - np.searchsorted(sp, cand, side="left")) / len(sp) + \

@@ -295,8 +295,7 @@ def _at_point_views(probs, ok, keys, meta, predict_views) -> np.ndarray:
     keys = np.asarray(keys)
     views = np.array([getattr(point_for(points, k), "views", 1) for k in keys])
     items = np.flatnonzero(ok)
-    for v in sorted(set(views.tolist()) - {1}):
-        out = out.copy()
+    for v in sorted(set(views.tolist()) - {1}):  # out is a copy already (boolean indexing)
         m = views == v
         out[m] = predict_views(v, items[m])
     return out

@@ -206,19 +206,16 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         raise InputError("no detector got an operating point: " + "; ".join(res.skipped),
                          path=str(getattr(items, "root", data)))
     if pooled and len(res.points) >= 2:
-        # all frames together: the point of a detector that has none of its own
-        if pooled_rule == "each":
-            sel = np.isin(keys_a, list(res.points))
-            res.points[ANY_DETECTOR] = fit_operating_point(
-                logits_a[sel], labels_a[sel], weights=weights, min_sensitivity=min_sensitivity,
-                min_specificity=min_specificity, balanced=balanced, confidence=confidence,
-                groups=keys_a[sel], views=views,
-                source=f"{source}, {int(sel.sum())} frames of {len(res.points)} detectors")
-        else:
-            res.points[ANY_DETECTOR] = fit_operating_point(
-                logits_a, labels_a, weights=weights, min_sensitivity=min_sensitivity,
-                min_specificity=min_specificity, balanced=balanced, confidence=confidence,
-                views=views, source=f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors")
+        # the pooled point, for a detector that has none of its own;
+        # "each": only the calibrated detectors' frames, the rate held on every one of them
+        each = pooled_rule == "each"
+        sel = np.isin(keys_a, list(res.points)) if each else np.ones(len(keys_a), bool)
+        res.points[ANY_DETECTOR] = fit_operating_point(
+            logits_a[sel], labels_a[sel], weights=weights, min_sensitivity=min_sensitivity,
+            min_specificity=min_specificity, balanced=balanced, confidence=confidence,
+            groups=keys_a[sel] if each else None, views=views,
+            source=(f"{source}, {int(sel.sum())} frames of {len(res.points)} detectors" if each else
+                    f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors"))
     old = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     res.kept = {k: v for k, v in old.items() if k not in res.points}
     merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}
