@@ -182,3 +182,54 @@ def test_spotcount_bad_arguments_are_named():
     m = create_model("spotcount")
     with pytest.raises(ParameterError, match="detector maps"):
         m.forward_head(torch.zeros(1, 5, 4, 4))
+
+
+# --------------------------------------------------------------------------- fast 2x2 pool
+@pytest.mark.parametrize("ceil_mode", [True, False])
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (1, 5), (6, 3)])
+def test_maxpool2x2_equals_max_pool2d(ceil_mode, hw):
+    from xtalscreen.models._base import MaxPool2x2
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, *hw)
+    x[0, 0, 0, 0] = float("nan")
+    x[1, 1, -1, -1] = float("inf")
+    x[2, 2, 0, -1] = -float("inf")
+    x[2, 3] = 0.0  # ties, as after a ReLU
+    pool = MaxPool2x2(ceil_mode=ceil_mode)
+    if min(hw) < 2 and not ceil_mode:  # no output: the same error as max_pool2d
+        with torch.inference_mode(), pytest.raises(RuntimeError, match="too small"):
+            pool(x)
+        return
+    ref = torch.nn.functional.max_pool2d(x, 2, 2, ceil_mode=ceil_mode)
+    with torch.inference_mode():
+        fast = pool(x)
+    with torch.no_grad():
+        fast2 = pool(x)
+    assert fast.shape == ref.shape
+    torch.testing.assert_close(fast, ref, equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(fast2, ref, equal_nan=True, rtol=0, atol=0)
+
+
+def test_maxpool2x2_training_uses_max_pool2d_gradient():
+    from xtalscreen.models._base import MaxPool2x2
+
+    x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # all ties
+    MaxPool2x2(ceil_mode=True)(x).sum().backward()
+    y = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    torch.nn.functional.max_pool2d(y, 2, 2, ceil_mode=True).sum().backward()
+    assert torch.equal(x.grad, y.grad)  # one element of each tie gets the gradient
+    assert x.grad.sum().item() == 4
+
+
+@pytest.mark.parametrize("name,kw,shape", [("spotcount", {"img_size": 100}, (2, 1, 100, 100)),
+                                           ("ke2018", {"img_size": 100}, (2, 1, 100, 100)),
+                                           ("c4_cnn", {}, (2, 3, 128, 128))])
+def test_models_same_output_with_fast_pool(name, kw, shape):
+    torch.manual_seed(0)
+    m = create_model(name, **kw).eval()
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        fast = m(x)
+    slow = m(x.clone().requires_grad_(True))  # autograd on: max_pool2d itself
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-6, atol=1e-6)

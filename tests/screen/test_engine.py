@@ -76,6 +76,27 @@ def test_bad_files_and_frames_are_skipped_and_counted(tmp_path, run_h5, tiny_mod
     assert sum("skipped" in ln for ln in lines) == 2
 
 
+def test_workers_warmed_by_the_parent_and_sub_batches(tmp_path, run_h5, tiny_model):
+    """With 2 forked workers the parent builds and warms the processor on the first task's
+    first frame; a first task it cannot read is left to the worker, which reports it. A work
+    unit larger than WORKER_FRAMES is processed in pieces with the same results, and nothing
+    stays in the parent afterwards."""
+    from xtalscreen.screen import workers as W
+
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not an hdf5 file at all")
+    assert W.WORKER_FRAMES < 12
+    s1 = screen([run_h5], out=tmp_path / "w1", model=str(tiny_model), batch=12, live=False)
+    s2 = screen([broken, run_h5], out=tmp_path / "w2", model=str(tiny_model), workers=2, batch=12,
+                live=False)
+    assert s2.frames == s1.frames == 12 and s2.hits == s1.hits
+    assert len(s2.bad_items) == 1 and "broken.h5" in s2.bad_items[0]
+    assert rows(tmp_path / "w2") == rows(tmp_path / "w1")
+    assert W._STATE == {}
+    s3 = screen([run_h5], out=tmp_path / "w3", model=str(tiny_model), workers=2, batch=12, live=False)
+    assert rows(tmp_path / "w3") == rows(tmp_path / "w1") and W._STATE == {}
+
+
 def test_other_shapes_all_masked_and_missing_beam_center(tmp_path, tiny_model, frames_factory):
     make_frames = frames_factory
     a = tmp_path / "a.h5"
@@ -241,18 +262,17 @@ def test_source_chunks_copied_only_when_the_layout_matches(tmp_path, run_h5, fra
     write_hdf5_run(frames_factory(2), gz, compression="gzip")
     gz_fr = list(open_frames(gz))
     enc = encode_kept(fr + gz_fr, raw_chunks=True)
-    with h5py.File(run_h5) as src:
-        sd = src["/entry/data/data"]
-        # the bitshuffle-LZ4 source frames are their compressed source chunks, as they are
-        assert enc[0].chunk[1] == sd.id.read_direct_chunk((1, 0, 0))[1]
-        assert enc[1].chunk[1] == sd.id.read_direct_chunk((4, 0, 0))[1]
+    # the bitshuffle-LZ4 source frames are named, not read: (file, dataset, frame)
+    assert enc[0].chunk is None and enc[0].chunk_ref == (str(run_h5), "/entry/data/data", 1)
+    assert enc[1].chunk is None and enc[1].chunk_ref == (str(run_h5), "/entry/data/data", 4)
     gz_raw = h5py.File(gz)["/entry/data/data"].id.read_direct_chunk((0, 0, 0))[1]
+    assert enc[2].chunk_ref is None
     assert enc[2].chunk[1] != gz_raw  # gzip source: decoded by the reader, encoded again
     hook = SourceChunks()
     with h5py.File(tmp_path / "x.h5", "w") as f:
         ds = f.create_dataset("d", shape=(1, 200, 180), chunks=(1, 200, 180), dtype=np.float32,
                               compression="gzip")
-        assert hook(fr[0], ds) is None  # other filter pipeline: no raw copy
+        assert hook(fr[0], ds) is None and hook.ref(fr[0], ds) is None  # other filter pipeline
     hook.close()
     write_hdf5_run(enc, tmp_path / "hits.h5")
     got = list(open_frames(tmp_path / "hits.h5"))
@@ -260,11 +280,61 @@ def test_source_chunks_copied_only_when_the_layout_matches(tmp_path, run_h5, fra
         np.testing.assert_array_equal(g.data, f.data)
         np.testing.assert_array_equal(g.mask, f.mask)
         assert g.meta["source_index"] == f.index
+    with h5py.File(run_h5) as src, h5py.File(tmp_path / "hits.h5") as out:
+        # the writer copied the source chunks as they are
+        sd, od = src["/entry/data/data"], out["/entry/data/data"]
+        assert od.id.read_direct_chunk((0, 0, 0))[1] == sd.id.read_direct_chunk((1, 0, 0))[1]
+        assert od.id.read_direct_chunk((1, 0, 0))[1] == sd.id.read_direct_chunk((4, 0, 0))[1]
 
 
-def test_corrected_frames_are_written_corrected(tmp_path, run_h5, tiny_model):
+def test_chunk_ref_that_cannot_be_read_names_the_file(tmp_path, run_h5):
+    import shutil
+
+    from xtalscreen.screen.workers import encode_kept
+
+    moved = tmp_path / "moved.h5"
+    shutil.copy(run_h5, moved)
+    enc = encode_kept(list(open_frames(moved, frames=[0, 2])), raw_chunks=True)
+    assert all(e.chunk_ref is not None for e in enc)
+    moved.unlink()  # gone before the writer reads it
+    with pytest.raises(InputError, match="moved.h5.*frame 2|could not be read back") as ei:
+        write_hdf5_run(enc, tmp_path / "hits.h5")
+    assert "moved.h5" in str(ei.value)
+    assert not (tmp_path / "hits.h5").exists() and not (tmp_path / "hits.h5.part").exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kept_frames_keep_their_source_chunks(tmp_path, run_h5, tiny_model, workers, monkeypatch):
+    """Uncorrected frames from a bitshuffle-LZ4 run go into hits.h5 as their compressed source
+    chunks, byte for byte, in one process or several (not compressed again)."""
+    import h5py
+
+    from xtalscreen.screen.workers import SourceChunks
+
+    copied = []
+    call = SourceChunks.__call__
+
+    def spy(self, frame, dataset):
+        rc = call(self, frame, dataset)
+        copied.append(rc is not None)
+        return rc
+
+    monkeypatch.setattr(SourceChunks, "__call__", spy)
+    s = screen([run_h5], out=tmp_path / "o", model=str(tiny_model), workers=workers, batch=5,
+               threshold=0.0, live=False)
+    if workers == 1:  # the collector's writer took every source chunk (workers send references)
+        assert copied == [True] * s.hits and s.hits == 12
+    with h5py.File(run_h5) as src, h5py.File(tmp_path / "o" / "hits.h5") as out:
+        sd, od = src["/entry/data/data"], out["/entry/data/data"]
+        assert od.shape == sd.shape
+        for i in range(sd.shape[0]):
+            assert od.id.read_direct_chunk((i, 0, 0)) == sd.id.read_direct_chunk((i, 0, 0))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrected_frames_are_written_corrected(tmp_path, run_h5, tiny_model, workers):
     dark = np.full((200, 180), 3.0, np.float32)
-    screen([run_h5], out=tmp_path / "o", model=str(tiny_model), workers=2, batch=5,
+    screen([run_h5], out=tmp_path / "o", model=str(tiny_model), workers=workers, batch=5,
            threshold=0.0, dark=dark, live=False)
     got = list(open_frames(tmp_path / "o" / "hits.h5"))
     want = list(open_frames(run_h5, dark=dark))

@@ -107,3 +107,44 @@ def test_max_gather_equals_the_rule_on_nonfinite_and_masked_pixels(with_mask):
     cfg = PreprocessConfig(bin="auto", crop=(100, 120), bin_reduce="max")
     f = Frame(data, mask=mask.reshape(shape) if with_mask else None, geometry=geom)
     np.testing.assert_allclose(FastPreprocess(cfg)(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduce", ["max", "sum"])
+def test_static_mask_runs_equal_the_masked_path(reduce):
+    """A mask seen on two frames in a row is taken out of the runs once; every frame still
+    equals the reference, whether its mask is that static one, has an extra bad pixel, or is a
+    new mask that becomes static in turn."""
+    from xtalscreen.simulate import get_preset
+
+    geom = get_preset("cspad").detector.geometry
+    shape = geom.data_shape()
+    rng = np.random.default_rng(4)
+    static = rng.random(shape) < 0.01
+    extra = static.copy()
+    extra[3, 100, 200] = True
+    new = rng.random(shape) < 0.02
+    cfg = PreprocessConfig(bin="auto", crop=(128, 128), bin_reduce=reduce)
+    fp = FastPreprocess(cfg)
+    used = []
+    for i, mask in enumerate([static, static, static, extra, static, new, new, new, static]):
+        data = rng.poisson(3.0, shape).astype(np.float32)
+        data[3, 100, 200] = 1e6  # a hot pixel: only the extra mask hides it
+        f = Frame(data, mask=mask.copy(), geometry=geom)
+        np.testing.assert_allclose(fp(f).x, cfg.apply(f), rtol=1e-5, atol=1e-5, err_msg=f"frame {i}")
+        (entry,) = fp._static.values()
+        used.append(entry[0] is not None and np.array_equal(entry[0].view(bool), mask.reshape(-1)))
+    # static from the second frame on; the extra pixel and a new mask's first frame are not
+    assert used == [False, True, True, False, True, False, True, True, False]
+
+
+def test_unmasked_runs_split_runs_at_masked_pixels():
+    from xtalscreen.screen.prepare import _runs, _unmasked_runs
+
+    src = np.arange(20)
+    tgt = src // 5
+    mask = np.zeros(20, bool)
+    mask[[2, 5, 6, 7, 8, 9, 19]] = True  # target 1 loses every pixel
+    starts, lens, tg = _unmasked_runs(*_runs(src, tgt), mask)
+    assert starts.tolist() == [0, 3, 10, 15]
+    assert lens.tolist() == [2, 2, 5, 4]
+    assert tg.tolist() == [0, 0, 2, 3]

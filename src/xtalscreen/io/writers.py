@@ -106,8 +106,14 @@ class EncodedFrame:
 
     Attributes
     ----------
-    chunk : (int, bytes)
-        ``(filter_mask, compressed bytes)`` of the frame's data chunk (``read_direct_chunk``).
+    chunk : (int, bytes) or None
+        ``(filter_mask, compressed bytes)`` of the frame's data chunk (``read_direct_chunk``);
+        None when ``chunk_ref`` names where the chunk is.
+    chunk_ref : (str, str, int) or None
+        ``(file, dataset, frame)``: the chunk is that frame's chunk in an HDF5 file (one frame
+        per chunk, this layout), read by the writer itself. A worker process that read a frame
+        from an HDF5 run sends this instead of the compressed bytes (3.7 MB for a CSPAD frame):
+        the bytes then never cross a pipe (see :class:`ChunkEncoder`).
     layout : tuple
         :func:`chunk_layout` of the dataset the chunk was made for; the writer refuses a chunk
         whose layout differs from its own.
@@ -132,6 +138,7 @@ class EncodedFrame:
     dtype: str = ""
     geometry: Any = None
     meta: dict = field(default_factory=dict)
+    chunk_ref: tuple | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -163,6 +170,10 @@ class ChunkEncoder:
         ``raw_chunk(frame, dataset) -> (filter_mask, bytes) or None``, as in
         :func:`write_hdf5_run`: a chunk already encoded for ``dataset`` (e.g. the frame's own
         compressed chunk in its source file), used instead of compressing the frame again.
+        A hook with a ``ref(frame, dataset) -> (file, dataset, frame) or None`` method (such as
+        :class:`xtalscreen.screen.workers.SourceChunks`) gives a reference instead
+        (:attr:`EncodedFrame.chunk_ref`), which the writer resolves by reading the chunk from
+        that file: nothing is read or copied here.
 
     Examples
     --------
@@ -204,12 +215,16 @@ class ChunkEncoder:
         (``raw_chunk``: a hook for this call instead of the encoder's own)."""
         ds, layout = self._dataset(tuple(frame.shape))
         hook = raw_chunk if raw_chunk is not None else self.raw_chunk
-        rc = hook(frame, ds) if hook is not None else None
-        if rc is None:
-            ds[0] = frame.data
-            rc = ds.id.read_direct_chunk((0,) * ds.ndim)
+        ref = hook.ref(frame, ds) if hasattr(hook, "ref") else None
+        chunk = None
+        if ref is None:
+            rc = hook(frame, ds) if hook is not None else None
+            if rc is None:
+                ds[0] = frame.data
+                rc = ds.id.read_direct_chunk((0,) * ds.ndim)
+            chunk = (int(rc[0]), bytes(rc[1]))
         return EncodedFrame(
-            chunk=(int(rc[0]), bytes(rc[1])), layout=layout, shape=tuple(frame.shape),
+            chunk=chunk, chunk_ref=ref, layout=layout, shape=tuple(frame.shape),
             mask_bits=np.packbits(frame.mask), source=frame.source, index=frame.index,
             format=frame.format, detector=frame.detector, pixel_size=frame.pixel_size,
             distance=frame.distance, wavelength=frame.wavelength, beam_center=frame.beam_center,
@@ -226,6 +241,40 @@ class ChunkEncoder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _ChunkRefs:
+    """Reads the chunks that :attr:`EncodedFrame.chunk_ref` names (files kept open)."""
+
+    def __init__(self) -> None:
+        self._files: dict = {}
+        self._layouts: dict = {}
+
+    def read(self, fr: "EncodedFrame", layout: tuple, out: str) -> tuple:
+        import h5py
+
+        path, name, index = fr.chunk_ref
+        try:
+            f = self._files.get(path)
+            if f is None:
+                f = self._files[path] = h5py.File(path, "r")
+            ds = f[name]
+            if (path, name) not in self._layouts:
+                self._layouts[(path, name)] = chunk_layout(ds)
+            if self._layouts[(path, name)] != layout:
+                raise ValueError(f"its chunks have the layout {self._layouts[(path, name)]}, "
+                                 f"not this file's {layout}")
+            return ds.id.read_direct_chunk((int(index),) + (0,) * (ds.ndim - 1))
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"cannot copy {fr.label} into {out}: its compressed chunk could not "
+                             f"be read back from dataset {name} of its source file ({exc}); was "
+                             "the file moved or rewritten during the run?", path=path,
+                             frame=int(index)) from None
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
 
 def _same_mask(fr, first_mask: np.ndarray, first_bits) -> bool:
@@ -246,7 +295,8 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
     frames : iterable of Frame or EncodedFrame
         All of one shape; e.g. ``open_frames("cbf_folder/")``. An :class:`EncodedFrame` is
         written as its compressed chunk (its layout must be this file's: float32, one frame per
-        chunk, the same ``compression``).
+        chunk, the same ``compression``), read from the file its ``chunk_ref`` names when it
+        carries no bytes.
     path : str or path-like
         Output file (``.h5``); refused if it exists unless ``overwrite``.
     compression : {"bitshuffle-lz4", "lz4", "gzip", None}, keyword-only
@@ -281,6 +331,7 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
         raise InputError("output file exists; remove it or pass overwrite=True (--overwrite)", path=p)
     tmp = p + ".part"
     n = 0
+    refs = _ChunkRefs()
     try:
         with h5py.File(tmp, "w") as f:
             entry = f.create_group("entry")
@@ -335,7 +386,7 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
                         raise InputError(f"{fr.label}: its compressed chunk was made for another "
                                          f"layout {fr.layout}, not this file's {layout}; encode it "
                                          "with the same compression and dtype", path=p)
-                    rc = fr.chunk
+                    rc = fr.chunk if fr.chunk is not None else refs.read(fr, layout, p)
                 else:
                     rc = raw_chunk(fr, ds) if raw_chunk is not None and chunk_frames == 1 else None
                 if rc is not None:
@@ -372,6 +423,7 @@ def write_hdf5_run(frames: Iterable[Frame], path: str | os.PathLike, *,
             g["mask"].attrs["convention"] = "nonzero = bad"
         os.replace(tmp, p)
     finally:
+        refs.close()
         if os.path.exists(tmp):
             os.remove(tmp)
     return n

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from xtalscreen.errors import ParameterError
-from xtalscreen.models._base import XtalModel, check_int, check_prob, out_size, pair, register_model
+from xtalscreen.models._base import (MaxPool2x2, XtalModel, check_int, check_prob, out_size, pair,
+                                     register_model)
 
 __all__ = ["C4CNN", "c4_cnn"]
 
@@ -32,7 +33,7 @@ class C4CNN(XtalModel):
         layers, cin = [], in_chans
         for cout in widths:
             layers += [nn.Conv2d(cin, int(cout), 3, padding=1), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+                       MaxPool2x2()]
             h, w = out_size(h, 2, 2), out_size(w, 2, 2)
             cin = int(cout)
         if min(h, w) < 1:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from xtalscreen.errors import ParameterError
-from xtalscreen.models._base import (XtalModel, check_int, check_prob, check_widths, out_size, pair,
-                                     register_model)
+from xtalscreen.models._base import (MaxPool2x2, XtalModel, check_int, check_prob, check_widths, out_size,
+                                     pair, register_model)
 from xtalscreen.preprocess.pipeline import PreprocessConfig
 
 __all__ = ["Ke2018", "ke2018"]
@@ -27,7 +27,7 @@ def _stage(cin: int, cout: int, k: int) -> nn.Sequential:
         nn.Conv2d(cin, cout, k, stride=2, padding=k // 2, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
-        nn.MaxPool2d(2, stride=2, ceil_mode=True),
+        MaxPool2x2(ceil_mode=True),
     )
 
 

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from xtalscreen.errors import ParameterError
-from xtalscreen.models._base import XtalModel, check_int, check_prob, check_widths, pair, register_model
+from xtalscreen.models._base import (MaxPool2x2, XtalModel, check_int, check_prob, check_widths, pair,
+                                     register_model)
 from xtalscreen.preprocess.pipeline import PreprocessConfig
 
 __all__ = ["SpotCount", "spotcount"]
@@ -55,12 +56,12 @@ class SpotCount(XtalModel):
         k = check_int("detectors", detectors)
         layers: list[nn.Module] = [
             nn.Conv2d(in_chans, widths[0], 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
+            nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), MaxPool2x2(ceil_mode=True)]
         cin = widths[0]
         for i, cout in enumerate(widths[1:]):
             layers += _conv(cin, cout)
             if i == 0:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+                layers.append(MaxPool2x2(ceil_mode=True))
             cin = cout
         self.features = nn.Sequential(*layers)
         self.detect = nn.Conv2d(cin, k, 1)

@@ -125,8 +125,9 @@ class _RunWriter:
 
     _END = object()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, raw_chunk=None) -> None:
         self.path = path
+        self.raw_chunk = raw_chunk
         self.error: BaseException | None = None
         self._q: queue.Queue = queue.Queue(maxsize=16)
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -143,7 +144,7 @@ class _RunWriter:
         from xtalscreen.io.writers import write_hdf5_run
 
         try:
-            write_hdf5_run(self._frames(), self.path, overwrite=True)
+            write_hdf5_run(self._frames(), self.path, overwrite=True, raw_chunk=self.raw_chunk)
         except BaseException as exc:  # handed to the main thread in close()
             self.error = exc
             while self._q.get() is not self._END:  # drain so put() never blocks
@@ -155,6 +156,8 @@ class _RunWriter:
     def close(self) -> None:
         self._q.put(self._END)
         self._t.join()
+        if self.raw_chunk is not None:
+            self.raw_chunk.close()
         if self.error is not None:
             raise self.error
 
@@ -179,12 +182,18 @@ class FileCollector:
         a frame far outside (factor 2) is warned about once per file.
     echo : callable, keyword-only
         Where live lines and warnings go (default: stderr).
+    source_chunks : bool, keyword-only
+        A kept :class:`~xtalscreen.io.frame.Frame` read from an HDF5 run of the ``hits.h5``
+        layout is written as its compressed source chunk
+        (:class:`~xtalscreen.screen.workers.SourceChunks`) instead of being compressed again.
+        Pass False when the reader changed the pixel values (dark/gain corrections).
     """
 
     def __init__(self, out, *, spots: bool = False, write_hits: bool = True,
                  live: bool | None = None, live_every: float = 2.0, trained_on: dict | None = None,
-                 echo: Callable[[str], Any] | None = None) -> None:
+                 echo: Callable[[str], Any] | None = None, source_chunks: bool = False) -> None:
         self.out = Path(out)
+        self.source_chunks = bool(source_chunks)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -290,7 +299,10 @@ class FileCollector:
         key = tuple(frame.shape)
         w = self._writers.get(key)
         if w is None:
-            w = self._writers[key] = _RunWriter(self._output(key))
+            from xtalscreen.screen.workers import SourceChunks
+
+            w = self._writers[key] = _RunWriter(self._output(key),
+                                                SourceChunks() if self.source_chunks else None)
         return w
 
     def _warn_once(self, key, msg: str) -> None:

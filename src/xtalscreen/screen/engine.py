@@ -134,9 +134,12 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     class_weights(meta["classes"])  # refuses non-screening models before any work
     points = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     spot_step = SpotCounter(**(spot_params or {})) if spots else NoSpots()
+    from xtalscreen.screen.workers import _VALUE_OPTIONS
+
     collector = FileCollector(out, spots=spots, write_hits=write_hits, live=live,
                               live_every=live_every, trained_on=meta["card"].get("trained_on"),
-                              echo=echo)
+                              echo=echo, source_chunks=source is None and not any(
+                                  read_options.get(k) is not None for k in _VALUE_OPTIONS))
     src = source if source is not None else FileSource(paths, report=collector.bad, **read_options)
     if source is not None and hasattr(source, "report"):
         source.report = collector.bad

@@ -160,7 +160,7 @@ class FrameProcessor:
     Parameters
     ----------
     model : torch.nn.Module
-        In eval mode (moved to ``device`` here).
+        In eval mode (moved to ``device`` here, and to channels-last memory on the CPU).
     preprocess : PreprocessConfig
     classes : sequence of str
         The model's output classes (see :func:`class_weights`).
@@ -192,8 +192,13 @@ class FrameProcessor:
         from xtalscreen.screen.prepare import FastPreprocess
         from xtalscreen.train.loop import resolve_device
 
+        import torch
+
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu":
+            # NHWC weights: oneDNN's convolutions run ~1.5x faster on CPU (BENCHMARKS.md, screen)
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.prepare = FastPreprocess(preprocess)
         self.weights = class_weights(classes)
         self.threshold = None if threshold is None else float(threshold)
@@ -284,13 +289,44 @@ def _init_worker(model_path: str, threshold: float | None, spot_params, read_opt
 
     keep_freed_memory()
     torch.set_num_threads(1)
+    key = (model_path, threshold, repr(spot_params), device, views)
+    _STATE["read"] = read_options
+    _STATE["write_hits"] = write_hits
+    if _STATE.get("key") == key and "proc" in _STATE:
+        return  # forked from a parent that built (and warmed) the processor: see run_pool
     model, pp, meta = load_model(model_path)
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
     _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
                                     device=device, operating_points=parse_operating_points(
                                         meta.get("operating_points"), path=model_path), views=views)
-    _STATE["read"] = read_options
-    _STATE["write_hits"] = write_hits
+    _STATE["key"] = key
+
+
+def _warm_parent(first_task, initargs) -> None:
+    """Build the workers' :class:`FrameProcessor` here, before they are forked, and run it on
+    the first frame of the first task: the forked workers share its model, its compiled
+    kernels and the assembly index maps of that detector (~0.6 s and ~80 MB of page faults per
+    worker otherwise, copy-on-write here). Best effort: a frame that cannot be read is left to
+    the worker, which reports it."""
+    import torch
+
+    from xtalscreen.io import open_frames
+
+    threads = torch.get_num_threads()
+    try:
+        _init_worker(*initargs)
+        proc: FrameProcessor = _STATE["proc"]
+        if first_task[0] == "read":
+            _, path, idx = first_task
+            frame = next(iter(open_frames(path, frames=list(idx)[:1], **_STATE["read"])), None)
+        else:
+            frame = first_task[1][0] if first_task[1] else None
+        if frame is not None:
+            proc.prepare(frame)
+    except Exception:  # noqa: BLE001 - the workers build their own and report the problem
+        _STATE.clear()
+    finally:
+        torch.set_num_threads(threads)
 
 
 #: reader options that change the pixel values (the source's raw chunks are then not the data)
@@ -314,12 +350,19 @@ class SourceChunks:
     :func:`~xtalscreen.io.write_hdf5_run`) is taken as its compressed chunk, so it is neither
     decompressed nor compressed again. Anything else (other formats, dtypes, filters, chunking,
     multi-file or external data, dark/gain corrections) returns None: the frame is encoded.
+
+    :meth:`ref` names that chunk instead of reading it: a worker process sends the name, and the
+    process writing ``hits.h5`` reads the chunk from the source file itself, so the compressed
+    bytes never cross a pipe (with 2 workers busy on 2 cores, a 3.7 MB CSPAD chunk took
+    ~15 ms of the collector's time to receive; BENCHMARKS.md, screen).
     """
 
     def __init__(self) -> None:
         self._files: dict = {}
+        self._ok: dict = {}  # (file, dataset, shape, layout) -> whether chunks can be copied
 
-    def __call__(self, frame, dataset):
+    def _source(self, frame, dataset):
+        """The frame's source dataset when its chunks are valid in ``dataset``, else None."""
         import h5py
 
         meta = frame.meta or {}
@@ -332,12 +375,33 @@ class SourceChunks:
             if f is None:
                 f = self._files[frame.source] = h5py.File(frame.source, "r")
             src = f[name]
-            if (src.ndim != frame.data.ndim + 1 or src.shape[1:] != frame.data.shape
-                    or not _raw_copy_ok(dataset, src)):
-                return None
-            return src.id.read_direct_chunk((int(frame.index),) + (0,) * frame.data.ndim)
+            from xtalscreen.io.writers import chunk_layout
+
+            key = (frame.source, name, tuple(frame.data.shape), chunk_layout(dataset))
+            ok = self._ok.get(key)
+            if ok is None:
+                ok = self._ok[key] = (src.ndim == frame.data.ndim + 1
+                                      and src.shape[1:] == frame.data.shape
+                                      and _raw_copy_ok(dataset, src))
+            return src if ok and int(frame.index) < src.shape[0] else None
         except (OSError, KeyError, ValueError, TypeError):
             return None  # encode frame.data instead (always correct)
+
+    def __call__(self, frame, dataset):
+        src = self._source(frame, dataset)
+        if src is None:
+            return None
+        try:
+            return src.id.read_direct_chunk((int(frame.index),) + (0,) * frame.data.ndim)
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+
+    def ref(self, frame, dataset):
+        """``(file, dataset, frame)`` naming the frame's chunk in its source file, when that
+        chunk is valid in ``dataset`` (see :attr:`~xtalscreen.io.writers.EncodedFrame.chunk_ref`),
+        else None."""
+        src = self._source(frame, dataset)
+        return None if src is None else (str(frame.source), src.name, int(frame.index))
 
     def close(self) -> None:
         for f in self._files.values():
@@ -366,12 +430,19 @@ def encode_kept(frames: list, *, raw_chunks: bool = True) -> list:
             hook.close()
 
 
+#: frames a worker holds at once: a work unit of ``batch`` frames is read, inferred and
+#: encoded this many at a time, so a worker's memory is ~8 frames (92 MB of CSPAD frames and
+#: masks) rather than ``batch`` (368 MB at 32, faulted in page by page by every new worker)
+WORKER_FRAMES = 8
+
+
 def _work_chunk(task) -> tuple[list, list, list, dict]:
     """One unit of work in a worker: ``("read", path, indices)`` or ``("frames", frames)``.
 
-    Returns (results, bad item lines, the kept frames as EncodedFrame records (empty unless
-    hits.h5 is written), timings dict). The kept frames travel back compressed
-    (:func:`encode_kept`), never as pixel arrays.
+    The frames are read and processed :data:`WORKER_FRAMES` at a time. Returns (results, bad
+    item lines, the kept frames as EncodedFrame records (empty unless hits.h5 is written),
+    timings dict). The kept frames travel back compressed or as references to their source
+    chunks (:func:`encode_kept`), never as pixel arrays.
     """
     from xtalscreen.errors import InputError
     from xtalscreen.io import open_frames
@@ -379,30 +450,49 @@ def _work_chunk(task) -> tuple[list, list, list, dict]:
     proc: FrameProcessor = _STATE["proc"]
     proc.timings = Timings()
     bad: list[str] = []
-    t0 = time.perf_counter()
-    if task[0] == "read":
+
+    def groups():
+        if task[0] != "read":
+            for i in range(0, len(task[1]), WORKER_FRAMES):
+                yield task[1][i:i + WORKER_FRAMES]
+            return
         _, path, idx = task
-        frames = []
+        group = []
         try:
             for f in open_frames(path, frames=idx, on_error="skip",
                                  errors=lambda e: bad.append(str(e)), **_STATE["read"]):
-                frames.append(f)
-        except InputError as exc:
+                group.append(f)
+                if len(group) == WORKER_FRAMES:
+                    yield group
+                    group = []
+        except InputError as exc:  # the file itself (the frames read so far are kept)
             if not bad:
                 bad.append(str(exc))
-    else:
-        frames = task[1]
-    read_s = time.perf_counter() - t0
-    results = proc.process(frames) if frames else []
+        if group:
+            yield group
+
+    raw = task[0] == "read" and not any(_STATE["read"].get(k) is not None for k in _VALUE_OPTIONS)
+    results: list = []
+    encoded: list = []
+    read_s = write_s = 0.0
+    it = groups()
+    while True:
+        t0 = time.perf_counter()
+        frames = next(it, None)
+        read_s += time.perf_counter() - t0
+        if frames is None:
+            break
+        res = proc.process(frames)
+        results.extend(res)
+        kept = [f for f, r in zip(frames, res) if r.kept]
+        if _STATE["write_hits"] and kept:
+            t1 = time.perf_counter()
+            encoded.extend(encode_kept(kept, raw_chunks=raw))
+            write_s += time.perf_counter() - t1
+        del frames, kept
     tm = proc.timings
     tm.read = read_s
-    encoded: list = []
-    kept = [f for f, r in zip(frames, results) if r.kept]
-    if _STATE["write_hits"] and kept:
-        t1 = time.perf_counter()
-        raw = task[0] == "read" and not any(_STATE["read"].get(k) is not None for k in _VALUE_OPTIONS)
-        encoded = encode_kept(kept, raw_chunks=raw)
-        tm.write = time.perf_counter() - t1
+    tm.write = write_s
     return results, bad, encoded, tm.__dict__
 
 
@@ -415,12 +505,24 @@ def run_pool(tasks, *, workers: int, model_path: str, threshold: float | None, s
     ``device``: where each worker runs inference; with a GPU every worker holds its own CUDA
     context, and the workers are started with ``spawn`` (CUDA cannot be used after ``fork``).
     ``views``: test-time views for every frame (None: each operating point's own).
+    With ``fork`` the processor is built and warmed on the first frame here first
+    (:func:`_warm_parent`), so the workers inherit it.
     """
     import multiprocessing as mp
 
+    import itertools
+
     fork = "fork" in mp.get_all_start_methods() and os.name == "posix" and not str(device).startswith("cuda")
     ctx = mp.get_context("fork" if fork else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker,
-                  initargs=(model_path, threshold, spot_params, read_options, bool(write_hits),
-                            str(device), views)) as pool:
-        yield from pool.imap(_work_chunk, tasks, chunksize=1)
+    initargs = (model_path, threshold, spot_params, read_options, bool(write_hits), str(device), views)
+    tasks = iter(tasks)
+    first = next(tasks, None)
+    if first is None:
+        return
+    try:
+        if fork:
+            _warm_parent(first, initargs)
+        with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+            yield from pool.imap(_work_chunk, itertools.chain([first], tasks), chunksize=1)
+    finally:
+        _STATE.clear()

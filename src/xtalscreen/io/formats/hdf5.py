@@ -192,6 +192,24 @@ def _as_string(obj) -> str:
     return str(v).strip()
 
 
+class _Column:
+    """Items of a per-frame 1-D dataset (strings), read a block at a time: one HDF5 read per
+    1024 frames instead of one per frame (each costs ~0.2 ms for variable-length strings)."""
+
+    def __init__(self, ds, block: int = 1024) -> None:
+        self.ds = ds
+        self.block = int(block)
+        self._start = -1
+        self._items = None
+
+    def __getitem__(self, i: int):
+        i = int(i)
+        if self._items is None or not self._start <= i < self._start + len(self._items):
+            self._start = (i // self.block) * self.block
+            self._items = self.ds[self._start:self._start + self.block]
+        return self._items[i - self._start]
+
+
 class HDF5Reader(FileReader):
     """Frames of one HDF5/CXI/NeXus file, Eiger master file or idh5 file (module docstring).
 
@@ -426,7 +444,7 @@ class HDF5Reader(FileReader):
         self._sources = None
         src = f.get("/entry/data/source")
         if isinstance(src, h5py.Dataset) and src.shape == (len(self),):
-            self._sources = src
+            self._sources = _Column(src)
             idx = f.get("/entry/data/source_index")
             self._extra["source_index"] = np.asarray(idx[()]) if idx is not None else None
         self.geometry = None
@@ -437,7 +455,7 @@ class HDF5Reader(FileReader):
         self._orig_dtypes = None
         od = f.get("/entry/data/original_dtype")
         if isinstance(od, h5py.Dataset) and od.shape == (len(self),):
-            self._orig_dtypes = od
+            self._orig_dtypes = _Column(od)
         self._orig_dtype = (dtype_attr.decode() if isinstance(dtype_attr, bytes) else dtype_attr)
 
     def _read_idh5_metadata(self) -> None:
