@@ -8,8 +8,10 @@ them, the rest blank or no-crystal), then measures in one process:
    whole detector, bin, crop, LCN) -> model on one frame -> CSV row), one torch thread;
 2. ``screen(..., workers=1)`` (fused assemble+bin+crop of the crop's pixels only, batched
    inference, one torch thread);
-3. ``screen(..., workers=2)`` (two worker processes, one torch thread each; each writes the
-   frames it keeps to its own part files, joined into ``hits.h5`` by copying compressed chunks);
+3. ``screen(..., workers=2)`` (two worker processes forked from a parent that built and warmed
+   the processor, one torch thread each, 8 frames held at a time; a kept frame travels to the
+   collector as a reference to its compressed source chunk, which the collector copies into
+   ``hits.h5``);
 4. both again with ``write_hits=False`` (``--no-hits-h5``).
 
 Prints a Markdown table: wall frames/s, CPU-seconds per frame (all processes; meaningful on a

@@ -113,6 +113,11 @@ SNR ~4. Their data cannot be made again bit for bit with this simulator.
    ``reports/default_model.md``, section "Session 9". ``--presets`` weights the detector mix
    (a name repeated gets more frames); session 9's step 7 with half DiffraNet frames was no
    better and was not shipped.
+
+   Session 10 kept the weights again and fitted the per-detector points on new frames with
+   both minima at once (``calibrate --min-sensitivity 0.985 --min-specificity 0.97``; Pilatus
+   8 views on a Pilatus-only set, CSPAD 2 and DiffraNet CCD 8 on seeds 797 + 803); commands in
+   ``reports/default_model.md``, section "Session 10".
 """
 
 from __future__ import annotations

@@ -62,6 +62,46 @@ def test_min_specificity_rule_gives_the_lowest_such_threshold():
     assert op.specificity >= 0.97
 
 
+def test_both_rates_rule_maximises_the_smaller_margin():
+    """With both minima the threshold sits where the smaller margin (in standard errors) is
+    largest: between the two one-rate thresholds, and no candidate does better."""
+    z, y = _sample(n=6000, temperature=1.0, seed=6)
+    lo = fit_operating_point(z, y, min_sensitivity=0.80)
+    hi = fit_operating_point(z, y, min_sensitivity=None, min_specificity=0.80)
+    op = fit_operating_point(z, y, min_sensitivity=0.80, min_specificity=0.80)
+    assert hi.threshold <= op.threshold <= lo.threshold or lo.threshold <= op.threshold <= hi.threshold
+    s = keep_scores(z, np.eye(3), op.temperature)
+    pos = y != 2
+
+    def smaller_margin(t):
+        sens, spec = np.mean(s[pos] >= t), np.mean(s[~pos] < t)
+        return min((sens - 0.8) / np.sqrt(0.16 / pos.sum()), (spec - 0.8) / np.sqrt(0.16 / (~pos).sum()))
+
+    best = smaller_margin(op.threshold)
+    assert best > 0 and op.sensitivity >= 0.8 and op.specificity >= 0.8
+    for t in np.unique(s)[::7]:
+        assert smaller_margin(t) <= best + 1e-9
+    assert "largest smaller margin" in op.rule and "standard errors" in op.rule
+    # out of reach: the best compromise, and the rule says so
+    far = fit_operating_point(z, y, min_sensitivity=0.999, min_specificity=0.999)
+    assert "no threshold meets both" in far.rule
+
+
+def test_both_rates_rule_per_group():
+    """With groups each detector must meet both minima: the margin of the worst group counts."""
+    z, y = _sample(n=4000, temperature=1.0, seed=7)
+    g = np.repeat(["a", "b"], 2000)
+    z[g == "b"] *= 0.5  # a worse-separated detector
+    op = fit_operating_point(z, y, min_sensitivity=0.75, min_specificity=0.75, groups=g)
+    s = keep_scores(z, np.eye(3), op.temperature)
+    pos = y != 2
+    for k in ("a", "b"):
+        m = g == k
+        assert np.mean(s[m & pos] >= op.threshold) >= 0.75 - 0.02
+        assert np.mean(s[m & ~pos] < op.threshold) >= 0.75 - 0.02
+    assert "on each of 2 detectors" in op.rule
+
+
 def test_perfectly_separated_frames_keep_all_and_reject_all():
     z = np.log(np.array([[.8, .1, .1]] * 5 + [[.05, .05, .9]] * 5))
     op = fit_operating_point(z, np.array([0] * 5 + [2] * 5), min_sensitivity=1.0)
@@ -80,8 +120,9 @@ def test_other_class_maps_through_weights():
 
 
 @pytest.mark.parametrize("kw, msg", [
-    ({"min_sensitivity": None}, "exactly one"),
-    ({"min_sensitivity": 0.9, "min_specificity": 0.9}, "exactly one"),
+    ({"min_sensitivity": None}, "give min_sensitivity, min_specificity or both"),
+    ({"min_sensitivity": 0.9, "min_specificity": 1.0}, r"each must be in \(0, 1\)"),
+    ({"min_sensitivity": 0.9, "min_specificity": 0.9, "confidence": 0.9}, "one-rate rule"),
     ({"min_sensitivity": 1.5}, r"\(0, 1\]"),
     ({"min_sensitivity": 0.0}, r"\(0, 1\]"),
     ({"weights": np.eye(2)}, "weights must be"),

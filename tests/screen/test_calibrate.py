@@ -127,7 +127,8 @@ def test_bad_frames_small_detectors_and_bad_arguments(labelled, model_any_size, 
         calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", split="test")
     with pytest.raises(InputError, match="model not found"):
         calibrate(str(tmp_path / "nope.pt"), labelled, out=tmp_path / "d.pt")
-    for kw in ({"min_sensitivity": None}, {"min_specificity": 0.9}, {"min_sensitivity": 2.0},
+    for kw in ({"min_sensitivity": None}, {"min_specificity": 0.9, "confidence": 0.9},
+               {"min_sensitivity": 2.0},
                {"min_frames": 1}, {"batch": 0}, {"limit": 0}):
         with pytest.raises(ParameterError):
             calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", **kw)
@@ -188,9 +189,15 @@ def test_cli_calibrate_then_screen(labelled, model_any_size, tmp_path, capsys):
     rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
                "--confidence", "1.5"])
     assert rc != 0 and "confidence must be in (0, 1)" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # one rule only
-        main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
-              "--min-sensitivity", "0.9", "--min-specificity", "0.9"])
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "f.pt"),
+               "--min-frames", "20", "--min-sensitivity", "0.9", "--min-specificity", "0.9"])
+    both = load_model(tmp_path / "f.pt")[2]["operating_points"]
+    assert rc == 0 and all("largest smaller margin over sensitivity >= 0.9 and specificity >= 0.9"
+                           in v["rule"] for v in both.values())
+    capsys.readouterr()
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(out),
+               "--min-sensitivity", "0.9", "--balanced"])
+    assert rc != 0 and "--balanced replaces" in capsys.readouterr().err
     rc = main(["calibrate", str(labelled), "--model", str(tmp_path / "nope.pt"), "--out", str(out)])
     assert rc != 0 and "model not found" in capsys.readouterr().err
 

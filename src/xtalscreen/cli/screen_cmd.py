@@ -69,8 +69,9 @@ def register(sub) -> None:
                     "(told apart by the raw data shape) fit a softmax temperature (calibrated "
                     "probabilities) and the keep threshold: the highest threshold keeping at least "
                     "--min-sensitivity of the hits and maybes (or the lowest rejecting "
-                    "--min-specificity of the misses, or with --balanced the one maximising "
-                    "sensitivity + specificity). Writes a copy of the model with these "
+                    "--min-specificity of the misses; with both, the one where the smaller margin "
+                    "over the two minima, in standard errors, is largest; or with --balanced the one "
+                    "maximising sensitivity + specificity). Writes a copy of the model with these "
                     "operating points; 'screen --model OUT' then uses each frame's own detector's. "
                     "Use frames the model was not trained on: a validation split, frames simulated "
                     "for your detector, or frames labelled with 'xtalscreen label'.",
@@ -80,19 +81,21 @@ def register(sub) -> None:
                  "--min-specificity 0.97 --out run/calibrated.pt\n"
                  "  xtalscreen calibrate sim_all/ --split all --min-sensitivity 0.985 --confidence 0.9 "
                  "--out held.pt\n"
+                 "  xtalscreen calibrate sim_all/ --split all --min-sensitivity 0.985 --min-specificity 0.97 "
+                 "--out both.pt\n"
                  "  xtalscreen screen 'runs/*.h5' --model cspad_calibrated.pt --out out/")
     c.add_argument("data", help="labelled frames: xtalscreen simulate output, a labels.csv, or "
                                 "DiffraNet-style class folders")
     c.add_argument("--model", default="default", help="'default' or a checkpoint file")
     c.add_argument("--out", required=True, help="calibrated model file to write")
     c.add_argument("--split", default="val", help="which split to use (train/val/test, or 'all')")
-    rule = c.add_mutually_exclusive_group()
-    rule.add_argument("--min-sensitivity", type=float, default=None,
-                      help="keep at least this share of hits+maybes (default 0.985)")
-    rule.add_argument("--min-specificity", type=float, default=None,
-                      help="instead: reject at least this share of misses")
-    rule.add_argument("--balanced", action="store_true",
-                      help="instead: the threshold maximising sensitivity + specificity")
+    c.add_argument("--min-sensitivity", type=float, default=None,
+                   help="keep at least this share of hits+maybes (default 0.985)")
+    c.add_argument("--min-specificity", type=float, default=None,
+                   help="instead: reject at least this share of misses; with --min-sensitivity too: "
+                        "the threshold with the largest smaller margin over both minima")
+    c.add_argument("--balanced", action="store_true",
+                   help="instead: the threshold maximising sensitivity + specificity")
     c.add_argument("--confidence", type=float, default=None, metavar="C",
                    help="hold the minimum rate on new frames with confidence C (e.g. 0.9; a one-sided "
                         "Clopper-Pearson bound: with 1000 hits, 0.985 at 0.9 keeps ~99.0 %% of "
@@ -121,6 +124,8 @@ def run_calibrate(args) -> int:
     from xtalscreen.screen.calibrate import calibrate
 
     min_sens = args.min_sensitivity
+    if args.balanced and (min_sens is not None or args.min_specificity is not None):
+        raise ParameterError("--balanced replaces --min-sensitivity / --min-specificity; give one rule")
     if min_sens is None and args.min_specificity is None and not args.balanced:
         min_sens = 0.985
     res = calibrate(args.model, args.data, out=args.out,

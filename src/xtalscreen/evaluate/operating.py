@@ -198,6 +198,32 @@ def required_successes(n: int, rate: float, confidence: float | None = None) -> 
     return int(ks[ok[0]]) if len(ok) else n + 1
 
 
+def _margin_threshold(score, pos, groups, min_sens: float, min_spec: float):
+    """``(threshold, z_sens, z_spec)``: the threshold maximising the smaller margin of the rates
+    over their minima, in binomial standard errors, within every group (all frames when
+    ``groups`` is None); ties go to the middle of the best run of candidates."""
+    every = np.unique(score)
+    cand = np.r_[every[0] / 2, (every[1:] + every[:-1]) / 2, (every[-1] + 1) / 2]
+    parts = [np.ones(len(score), bool)] if groups is None else [groups == v for v in np.unique(groups)]
+    worst = np.full(len(cand), np.inf)
+    zs_all = np.full(len(cand), np.inf)
+    zp_all = np.full(len(cand), np.inf)
+    for m in parts:
+        sp, sn = np.sort(score[m & pos]), np.sort(score[m & ~pos])
+        if len(sp):
+            sens = (len(sp) - np.searchsorted(sp, cand, side="left")) / len(sp)
+            zs = (sens - min_sens) / np.sqrt(min_sens * (1 - min_sens) / len(sp))
+            zs_all = np.minimum(zs_all, zs)
+        if len(sn):
+            spec = np.searchsorted(sn, cand, side="left") / len(sn)
+            zp = (spec - min_spec) / np.sqrt(min_spec * (1 - min_spec) / len(sn))
+            zp_all = np.minimum(zp_all, zp)
+    worst = np.minimum(zs_all, zp_all)
+    best = np.flatnonzero(worst >= worst.max() - 1e-12)
+    i = int(best[len(best) // 2])
+    return float(cand[i]), float(zs_all[i]), float(zp_all[i])
+
+
 def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float | None = 0.985,
                         min_specificity: float | None = None, balanced: bool = False,
                         confidence: float | None = None, groups=None, views: int = 1,
@@ -215,12 +241,17 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
     min_sensitivity, min_specificity : float, keyword-only
         The rule: the highest threshold keeping at least ``min_sensitivity`` of the positive
         (hit or maybe) frames, or -- with ``min_sensitivity=None`` -- the lowest rejecting at
-        least ``min_specificity`` of the misses. Exactly one of the two (unless ``balanced``).
+        least ``min_specificity`` of the misses. With **both**: the threshold where the smaller
+        of the two margins is largest, each margin counted in binomial standard errors of its
+        minimum rate (``(rate - min) / sqrt(min (1 - min) / n)``), so that new frames meet both
+        minima about equally often (a one-rate point spends all the slack on its own rate: on
+        a fresh set the other one then falls short first). The margins reached are recorded
+        in the rule; negative ones mean no threshold meets both here.
     balanced : bool, keyword-only
         Instead: the threshold maximising sensitivity + specificity (Youden's J), the rates
         above ignored; ties go to the threshold nearest 0.5.
     confidence : float in (0, 1), keyword-only
-        Hold the minimum rate on new frames with this confidence, not just on these: the
+        (One-rate rules.) Hold the minimum rate on new frames with this confidence, not just on these: the
         threshold keeps (rejects) enough frames that the one-sided Clopper-Pearson lower bound
         of the rate reaches it (:func:`required_successes`). A rate fitted on the point
         estimate alone is met on new frames about half the time; with 1000 hits, 98.5 % at
@@ -250,10 +281,19 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
     w = np.eye(3, dtype=np.float64) if weights is None else np.asarray(weights, np.float64)
     if w.shape != (z.shape[1], 3):
         raise ParameterError(f"weights must be ({z.shape[1]}, 3), got {w.shape}")
+    both = not balanced and min_sensitivity is not None and min_specificity is not None
     if balanced:
         min_sensitivity, min_specificity, rate = None, None, 0.5
-    elif (min_sensitivity is None) == (min_specificity is None):
-        raise ParameterError("give exactly one of min_sensitivity and min_specificity")
+    elif both:
+        rate = min(float(min_sensitivity), float(min_specificity))
+        if not (0.0 < float(min_sensitivity) < 1.0 and 0.0 < float(min_specificity) < 1.0):
+            raise ParameterError("with both minimum rates each must be in (0, 1), got "
+                                 f"{min_sensitivity!r} and {min_specificity!r}")
+        if confidence is not None:
+            raise ParameterError("confidence applies to a one-rate rule; with both minimum rates "
+                                 "the threshold maximises the smaller margin (recorded in the rule)")
+    elif min_sensitivity is None and min_specificity is None:
+        raise ParameterError("give min_sensitivity, min_specificity or both (or balanced=True)")
     else:
         rate = min_sensitivity if min_specificity is None else min_specificity
     if not 0.0 < float(rate) <= 1.0:
@@ -276,6 +316,17 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
         best = np.flatnonzero(j >= j.max() - 1e-12)
         thr = float(cand[best[np.argmin(np.abs(cand[best] - 0.5))]])
         rule = "threshold maximising sensitivity + specificity"
+    elif both:
+        g = None if groups is None else np.asarray(groups)
+        if g is not None and g.shape != y.shape:
+            raise ParameterError(f"groups must give one group per frame ({len(y)}), got shape {g.shape}")
+        thr, zs, zp = _margin_threshold(score, pos, g, float(min_sensitivity), float(min_specificity))
+        rule = (f"threshold with the largest smaller margin over sensitivity >= "
+                f"{float(min_sensitivity):g} and specificity >= {float(min_specificity):g}"
+                + (f" on each of {len(np.unique(g))} detectors (shared temperature)" if g is not None else "")
+                + f" (margins {zs:+.2f} / {zp:+.2f} standard errors"
+                + ("" if min(zs, zp) >= 0 else "; no threshold meets both minima on these frames")
+                + ")")
     else:
         sens = min_specificity is None
         g = None if groups is None else np.asarray(groups)

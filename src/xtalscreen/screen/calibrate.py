@@ -91,8 +91,9 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     split : str or None, keyword-only
         Use only this split (default ``"val"``; None: every frame).
     min_sensitivity, min_specificity, balanced : keyword-only
-        The threshold rule (one of the two rates, or ``balanced=True``: maximal sensitivity +
-        specificity; see :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
+        The threshold rule (one of the two rates; both: the threshold with the largest smaller
+        margin over the two minima; or ``balanced=True``: maximal sensitivity + specificity;
+        see :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
     confidence : float in (0, 1), keyword-only
         Hold the rate on new frames of each detector with this confidence (a one-sided
         Clopper-Pearson bound), not only on these; None: on these frames.
@@ -133,8 +134,11 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     echo = echo or (lambda *_: None)
     if balanced:
         min_sensitivity = min_specificity = None
-    elif (min_sensitivity is None) == (min_specificity is None):
-        raise ParameterError("give exactly one of min_sensitivity and min_specificity")
+    elif min_sensitivity is None and min_specificity is None:
+        raise ParameterError("give min_sensitivity, min_specificity or both (or balanced=True)")
+    elif min_sensitivity is not None and min_specificity is not None and confidence is not None:
+        raise ParameterError("confidence applies to a one-rate rule; with both minimum rates the "
+                             "threshold maximises the smaller margin")
     for name, v in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
         if v is not None and not 0.0 < float(v) <= 1.0:
             raise ParameterError(f"{name} must be in (0, 1], got {v!r}")
