@@ -119,8 +119,17 @@ def test_other_class_maps_through_weights():
     assert (op.n_positive, op.n_negative) == (2, 2) and op.specificity == 1.0
 
 
+def test_no_rate_given_is_the_default_sensitivity_rule():
+    z, y = _sample(n=500, seed=8)
+    a = fit_operating_point(z, y)
+    b = fit_operating_point(z, y, min_sensitivity=None, min_specificity=None)
+    assert a.threshold == b.threshold and "sensitivity >= 0.985" in a.rule
+    # one rate given alone is that rate's rule, not the two-rate one
+    c = fit_operating_point(z, y, min_specificity=0.9)
+    assert "lowest threshold with specificity >= 0.9" in c.rule
+
+
 @pytest.mark.parametrize("kw, msg", [
-    ({"min_sensitivity": None}, "give min_sensitivity, min_specificity or both"),
     ({"min_sensitivity": 0.9, "min_specificity": 1.0}, r"each must be in \(0, 1\)"),
     ({"min_sensitivity": 0.9, "min_specificity": 0.9, "confidence": 0.9}, "one-rate rule"),
     ({"min_sensitivity": 1.5}, r"\(0, 1\]"),

@@ -127,8 +127,8 @@ def test_bad_frames_small_detectors_and_bad_arguments(labelled, model_any_size, 
         calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", split="test")
     with pytest.raises(InputError, match="model not found"):
         calibrate(str(tmp_path / "nope.pt"), labelled, out=tmp_path / "d.pt")
-    for kw in ({"min_sensitivity": None}, {"min_specificity": 0.9, "confidence": 0.9},
-               {"min_sensitivity": 2.0},
+    for kw in ({"min_sensitivity": 0.985, "min_specificity": 0.9, "confidence": 0.9},
+               {"min_sensitivity": 0.99, "min_specificity": 1.0}, {"min_sensitivity": 2.0},
                {"min_frames": 1}, {"batch": 0}, {"limit": 0}):
         with pytest.raises(ParameterError):
             calibrate(str(model_any_size), labelled, out=tmp_path / "d.pt", **kw)

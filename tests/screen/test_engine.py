@@ -287,6 +287,48 @@ def test_source_chunks_copied_only_when_the_layout_matches(tmp_path, run_h5, fra
         assert od.id.read_direct_chunk((1, 0, 0))[1] == sd.id.read_direct_chunk((4, 0, 0))[1]
 
 
+def test_chunk_ref_names_the_file_an_external_link_points_to(tmp_path, run_h5, frames_factory):
+    """A frame read through an external link is referenced in the file that holds its data,
+    not in the file that links to it (which may hold a dataset of the same name)."""
+    import shutil
+
+    import h5py
+
+    from xtalscreen.screen.workers import encode_kept
+
+    ext = tmp_path / "ext.h5"
+    shutil.copy(run_h5, ext)
+    master = tmp_path / "master.h5"
+    write_hdf5_run([f.replace(data=np.zeros_like(f.data)) for f in frames_factory(12)], master)
+    with h5py.File(master, "a") as f:
+        f["/images"] = h5py.ExternalLink(str(ext), "/entry/data/data")
+    fr = list(open_frames(master, dataset="/images", frames=[2, 5]))
+    assert all(f.data.max() > 0 for f in fr)
+    enc = encode_kept(fr, raw_chunks=True)
+    assert [e.chunk_ref for e in enc] == [(str(ext), "/entry/data/data", 2), (str(ext), "/entry/data/data", 5)]
+    write_hdf5_run(enc, tmp_path / "hits.h5")
+    for g, f in zip(open_frames(tmp_path / "hits.h5"), fr):
+        np.testing.assert_array_equal(g.data, f.data)
+
+
+def test_source_chunks_keep_a_few_files_open(tmp_path, frames_factory):
+    """Kept frames from many files never hold one open file each."""
+    from xtalscreen.io.writers import ChunkEncoder
+    from xtalscreen.screen.workers import SourceChunks
+
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"r{i}.h5")
+        write_hdf5_run(frames_factory(1, seed=i), paths[-1])
+    hook, enc = SourceChunks(), ChunkEncoder()
+    refs = [enc.encode(next(iter(open_frames(p))), raw_chunk=hook) for p in paths]
+    assert all(r.chunk_ref is not None for r in refs) and len(hook._files) <= 4
+    hook.close()
+    enc.close()
+    write_hdf5_run(refs, tmp_path / "hits.h5")
+    assert len(list(open_frames(tmp_path / "hits.h5"))) == 10
+
+
 def test_chunk_ref_that_cannot_be_read_names_the_file(tmp_path, run_h5):
     import shutil
 

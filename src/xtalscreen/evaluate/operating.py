@@ -198,6 +198,10 @@ def required_successes(n: int, rate: float, confidence: float | None = None) -> 
     return int(ks[ok[0]]) if len(ok) else n + 1
 
 
+#: the keep rule when no rate is given: paper 001's best per-dataset sensitivity
+DEFAULT_MIN_SENSITIVITY = 0.985
+
+
 def _margin_threshold(score, pos, groups, min_sens: float, min_spec: float):
     """``(threshold, z_sens, z_spec)``: the threshold maximising the smaller margin of the rates
     over their minima, in binomial standard errors, within every group (all frames when
@@ -224,7 +228,7 @@ def _margin_threshold(score, pos, groups, min_sens: float, min_spec: float):
     return float(cand[i]), float(zs_all[i]), float(zp_all[i])
 
 
-def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float | None = 0.985,
+def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float | None = None,
                         min_specificity: float | None = None, balanced: bool = False,
                         confidence: float | None = None, groups=None, views: int = 1,
                         source: str = "") -> OperatingPoint:
@@ -246,7 +250,8 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
         minimum rate (``(rate - min) / sqrt(min (1 - min) / n)``), so that new frames meet both
         minima about equally often (a one-rate point spends all the slack on its own rate: on
         a fresh set the other one then falls short first). The margins reached are recorded
-        in the rule; negative ones mean no threshold meets both here.
+        in the rule; negative ones mean no threshold meets both here. Neither given:
+        ``min_sensitivity=0.985``.
     balanced : bool, keyword-only
         Instead: the threshold maximising sensitivity + specificity (Youden's J), the rates
         above ignored; ties go to the threshold nearest 0.5.
@@ -281,6 +286,8 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
     w = np.eye(3, dtype=np.float64) if weights is None else np.asarray(weights, np.float64)
     if w.shape != (z.shape[1], 3):
         raise ParameterError(f"weights must be ({z.shape[1]}, 3), got {w.shape}")
+    if not balanced and min_sensitivity is None and min_specificity is None:
+        min_sensitivity = DEFAULT_MIN_SENSITIVITY
     both = not balanced and min_sensitivity is not None and min_specificity is not None
     if balanced:
         min_sensitivity, min_specificity, rate = None, None, 0.5
@@ -292,8 +299,6 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
         if confidence is not None:
             raise ParameterError("confidence applies to a one-rate rule; with both minimum rates "
                                  "the threshold maximises the smaller margin (recorded in the rule)")
-    elif min_sensitivity is None and min_specificity is None:
-        raise ParameterError("give min_sensitivity, min_specificity or both (or balanced=True)")
     else:
         rate = min_sensitivity if min_specificity is None else min_specificity
     if not 0.0 < float(rate) <= 1.0:

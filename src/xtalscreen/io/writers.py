@@ -41,7 +41,7 @@ import numpy as np
 from xtalscreen.errors import InputError, ParameterError
 from xtalscreen.io.frame import Frame
 
-__all__ = ["write_hdf5_run", "write_image", "COMPRESSIONS", "ChunkEncoder", "EncodedFrame"]
+__all__ = ["write_hdf5_run", "write_image", "COMPRESSIONS", "ChunkEncoder", "EncodedFrame", "OpenFiles"]
 
 COMPRESSIONS = ("bitshuffle-lz4", "lz4", "gzip", None)
 
@@ -243,22 +243,53 @@ class ChunkEncoder:
         self.close()
 
 
+class OpenFiles:
+    """The last ``keep`` HDF5 files opened for reading, kept open (frames come file by file,
+    so a run of many files holds a few handles, never one per file).
+
+    >>> files = OpenFiles(keep=2)
+    >>> files.close()
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        from collections import OrderedDict
+
+        self.keep = int(keep)
+        self._files: OrderedDict = OrderedDict()
+
+    def get(self, path: str):
+        """The open ``h5py.File`` of ``path`` (opened now if needed; OSError as h5py raises)."""
+        import h5py
+
+        f = self._files.get(path)
+        if f is None:
+            f = self._files[path] = h5py.File(path, "r")
+            while len(self._files) > self.keep:
+                self._files.popitem(last=False)[1].close()
+        else:
+            self._files.move_to_end(path)
+        return f
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
 class _ChunkRefs:
-    """Reads the chunks that :attr:`EncodedFrame.chunk_ref` names (files kept open)."""
+    """Reads the chunks that :attr:`EncodedFrame.chunk_ref` names."""
 
     def __init__(self) -> None:
-        self._files: dict = {}
+        self._files = OpenFiles()
         self._layouts: dict = {}
 
     def read(self, fr: "EncodedFrame", layout: tuple, out: str) -> tuple:
-        import h5py
-
         path, name, index = fr.chunk_ref
         try:
-            f = self._files.get(path)
-            if f is None:
-                f = self._files[path] = h5py.File(path, "r")
-            ds = f[name]
+            ds = self._files.get(path)[name]
             if (path, name) not in self._layouts:
                 self._layouts[(path, name)] = chunk_layout(ds)
             if self._layouts[(path, name)] != layout:
@@ -272,9 +303,7 @@ class _ChunkRefs:
                              frame=int(index)) from None
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+        self._files.close()
 
 
 def _same_mask(fr, first_mask: np.ndarray, first_bits) -> bool:

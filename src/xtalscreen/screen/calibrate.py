@@ -71,7 +71,7 @@ class CalibrationResult:
         return "\n".join(rows)
 
 
-def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = 0.985,
+def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = None,
               min_specificity: float | None = None, balanced: bool = False,
               confidence: float | None = None, min_frames: int = 50, pooled: bool = True,
               pooled_rule: str = "each", views: int = 1, batch: int = 32,
@@ -93,7 +93,8 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     min_sensitivity, min_specificity, balanced : keyword-only
         The threshold rule (one of the two rates; both: the threshold with the largest smaller
         margin over the two minima; or ``balanced=True``: maximal sensitivity + specificity;
-        see :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
+        neither: sensitivity >= 0.985; see
+        :func:`~xtalscreen.evaluate.operating.fit_operating_point`).
     confidence : float in (0, 1), keyword-only
         Hold the rate on new frames of each detector with this confidence (a one-sided
         Clopper-Pearson bound), not only on these; None: on these frames.
@@ -135,10 +136,16 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     if balanced:
         min_sensitivity = min_specificity = None
     elif min_sensitivity is None and min_specificity is None:
-        raise ParameterError("give min_sensitivity, min_specificity or both (or balanced=True)")
-    elif min_sensitivity is not None and min_specificity is not None and confidence is not None:
-        raise ParameterError("confidence applies to a one-rate rule; with both minimum rates the "
-                             "threshold maximises the smaller margin")
+        from xtalscreen.evaluate.operating import DEFAULT_MIN_SENSITIVITY
+
+        min_sensitivity = DEFAULT_MIN_SENSITIVITY
+    elif min_sensitivity is not None and min_specificity is not None:
+        if confidence is not None:
+            raise ParameterError("confidence applies to a one-rate rule; with both minimum rates the "
+                                 "threshold maximises the smaller margin")
+        if max(float(min_sensitivity), float(min_specificity)) >= 1.0:
+            raise ParameterError("with both minimum rates each must be below 1, got "
+                                 f"{min_sensitivity!r} and {min_specificity!r}")
     for name, v in (("min_sensitivity", min_sensitivity), ("min_specificity", min_specificity)):
         if v is not None and not 0.0 < float(v) <= 1.0:
             raise ParameterError(f"{name} must be in (0, 1], got {v!r}")

@@ -188,11 +188,11 @@ class FrameProcessor:
     def __init__(self, model, preprocess, classes, *, threshold: float | None = None,
                  spots=None, device="cpu", operating_points: dict | None = None,
                  views: int | None = None) -> None:
+        import torch
+
         from xtalscreen.preprocess.views import check_views
         from xtalscreen.screen.prepare import FastPreprocess
         from xtalscreen.train.loop import resolve_device
-
-        import torch
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -292,14 +292,17 @@ def _init_worker(model_path: str, threshold: float | None, spot_params, read_opt
     key = (model_path, threshold, repr(spot_params), device, views)
     _STATE["read"] = read_options
     _STATE["write_hits"] = write_hits
-    if _STATE.get("key") == key and "proc" in _STATE:
-        return  # forked from a parent that built (and warmed) the processor: see run_pool
+    built = _STATE.get("built")  # (key, processor), set in one step
+    if built is not None and built[0] == key:
+        _STATE["proc"] = built[1]  # forked from a parent that built and warmed it: run_pool
+        return
     model, pp, meta = load_model(model_path)
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
-    _STATE["proc"] = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
-                                    device=device, operating_points=parse_operating_points(
-                                        meta.get("operating_points"), path=model_path), views=views)
-    _STATE["key"] = key
+    proc = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
+                          device=device, operating_points=parse_operating_points(
+                              meta.get("operating_points"), path=model_path), views=views)
+    _STATE["proc"] = proc
+    _STATE["built"] = (key, proc)
 
 
 def _warm_parent(first_task, initargs) -> None:
@@ -358,12 +361,14 @@ class SourceChunks:
     """
 
     def __init__(self) -> None:
-        self._files: dict = {}
+        from xtalscreen.io.writers import OpenFiles
+
+        self._files = OpenFiles()
         self._ok: dict = {}  # (file, dataset, shape, layout) -> whether chunks can be copied
 
     def _source(self, frame, dataset):
         """The frame's source dataset when its chunks are valid in ``dataset``, else None."""
-        import h5py
+        from xtalscreen.io.writers import chunk_layout
 
         meta = frame.meta or {}
         name = meta.get("dataset")
@@ -371,12 +376,7 @@ class SourceChunks:
                 or not frame.source):
             return None
         try:
-            f = self._files.get(frame.source)
-            if f is None:
-                f = self._files[frame.source] = h5py.File(frame.source, "r")
-            src = f[name]
-            from xtalscreen.io.writers import chunk_layout
-
+            src = self._files.get(str(frame.source))[name]
             key = (frame.source, name, tuple(frame.data.shape), chunk_layout(dataset))
             ok = self._ok.get(key)
             if ok is None:
@@ -401,12 +401,11 @@ class SourceChunks:
         chunk is valid in ``dataset`` (see :attr:`~xtalscreen.io.writers.EncodedFrame.chunk_ref`),
         else None."""
         src = self._source(frame, dataset)
-        return None if src is None else (str(frame.source), src.name, int(frame.index))
+        # the file that holds the dataset: another one when the frame's file links to it
+        return None if src is None else (src.file.filename, src.name, int(frame.index))
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+        self._files.close()
 
 
 def encode_kept(frames: list, *, raw_chunks: bool = True) -> list:
@@ -503,16 +502,20 @@ def run_pool(tasks, *, workers: int, model_path: str, threshold: float | None, s
 
     ``write_hits``: the workers return the kept frames, compressed, for ``hits.h5``.
     ``device``: where each worker runs inference; with a GPU every worker holds its own CUDA
-    context, and the workers are started with ``spawn`` (CUDA cannot be used after ``fork``).
+    context, and the workers are started with ``spawn`` (an accelerator cannot be used after
+    ``fork``); only CPU inference forks.
     ``views``: test-time views for every frame (None: each operating point's own).
     With ``fork`` the processor is built and warmed on the first frame here first
     (:func:`_warm_parent`), so the workers inherit it.
     """
+    import itertools
     import multiprocessing as mp
 
-    import itertools
+    from xtalscreen.train.loop import resolve_device
 
-    fork = "fork" in mp.get_all_start_methods() and os.name == "posix" and not str(device).startswith("cuda")
+    # an accelerator (CUDA, MPS, ...) cannot be used after fork: spawn, and no warm parent
+    cpu = resolve_device(device).type == "cpu"
+    fork = cpu and "fork" in mp.get_all_start_methods() and os.name == "posix"
     ctx = mp.get_context("fork" if fork else "spawn")
     initargs = (model_path, threshold, spot_params, read_options, bool(write_hits), str(device), views)
     tasks = iter(tasks)
