@@ -202,26 +202,27 @@ def required_successes(n: int, rate: float, confidence: float | None = None) -> 
 DEFAULT_MIN_SENSITIVITY = 0.985
 
 
-def _margin_threshold(score, pos, groups, min_sens: float, min_spec: float):
-    """``(threshold, z_sens, z_spec)``: the threshold maximising the smaller margin of the rates
-    over their minima, in binomial standard errors, within every group (all frames when
-    ``groups`` is None); ties go to the middle of the best run of candidates."""
+def _candidates(score: np.ndarray) -> np.ndarray:
+    """Candidate thresholds half-way between consecutive distinct scores (and the ends)."""
     every = np.unique(score)
-    cand = np.r_[every[0] / 2, (every[1:] + every[:-1]) / 2, (every[-1] + 1) / 2]
-    parts = [np.ones(len(score), bool)] if groups is None else [groups == v for v in np.unique(groups)]
-    worst = np.full(len(cand), np.inf)
+    return np.r_[every[0] / 2, (every[1:] + every[:-1]) / 2, (every[-1] + 1) / 2]
+
+
+def _margin_threshold(score, pos, parts, min_sens: float, min_spec: float):
+    """``(threshold, z_sens, z_spec)``: the threshold maximising the smaller margin of the rates
+    over their minima, in binomial standard errors, within every part (a boolean frame
+    selection per group); ties go to the middle of the best run of candidates."""
+    cand = _candidates(score)
     zs_all = np.full(len(cand), np.inf)
     zp_all = np.full(len(cand), np.inf)
     for m in parts:
         sp, sn = np.sort(score[m & pos]), np.sort(score[m & ~pos])
         if len(sp):
             sens = (len(sp) - np.searchsorted(sp, cand, side="left")) / len(sp)
-            zs = (sens - min_sens) / np.sqrt(min_sens * (1 - min_sens) / len(sp))
-            zs_all = np.minimum(zs_all, zs)
+            zs_all = np.minimum(zs_all, (sens - min_sens) / np.sqrt(min_sens * (1 - min_sens) / len(sp)))
         if len(sn):
             spec = np.searchsorted(sn, cand, side="left") / len(sn)
-            zp = (spec - min_spec) / np.sqrt(min_spec * (1 - min_spec) / len(sn))
-            zp_all = np.minimum(zp_all, zp)
+            zp_all = np.minimum(zp_all, (spec - min_spec) / np.sqrt(min_spec * (1 - min_spec) / len(sn)))
     worst = np.minimum(zs_all, zp_all)
     best = np.flatnonzero(worst >= worst.max() - 1e-12)
     i = int(best[len(best) // 2])
@@ -310,34 +311,29 @@ def fit_operating_point(logits, labels, *, weights=None, min_sensitivity: float 
     if pos.all() or not pos.any():
         raise ParameterError(f"{source or 'the frames'}: a threshold needs both hits/maybes and "
                              f"misses; got {int(pos.sum())} and {int((~pos).sum())}")
+    g = None if groups is None or balanced else np.asarray(groups)
+    if g is not None and g.shape != y.shape:
+        raise ParameterError(f"groups must give one group per frame ({len(y)}), got shape {g.shape}")
+    parts = [np.ones(len(y), bool)] if g is None else [g == v for v in np.unique(g)]
     t = fit_temperature(z, y)
     score = keep_scores(z, w, t)
     if balanced:
-        sp, sn, every = np.sort(score[pos]), np.sort(score[~pos]), np.unique(score)
-        # candidate thresholds half-way between consecutive distinct scores (and the ends)
-        cand = np.r_[every[0] / 2, (every[1:] + every[:-1]) / 2, (every[-1] + 1) / 2]
+        sp, sn, cand = np.sort(score[pos]), np.sort(score[~pos]), _candidates(score)
         j = (len(sp) - np.searchsorted(sp, cand, side="left")) / len(sp) + \
             np.searchsorted(sn, cand, side="left") / len(sn)
         best = np.flatnonzero(j >= j.max() - 1e-12)
         thr = float(cand[best[np.argmin(np.abs(cand[best] - 0.5))]])
         rule = "threshold maximising sensitivity + specificity"
     elif both:
-        g = None if groups is None else np.asarray(groups)
-        if g is not None and g.shape != y.shape:
-            raise ParameterError(f"groups must give one group per frame ({len(y)}), got shape {g.shape}")
-        thr, zs, zp = _margin_threshold(score, pos, g, float(min_sensitivity), float(min_specificity))
+        thr, zs, zp = _margin_threshold(score, pos, parts, float(min_sensitivity), float(min_specificity))
         rule = (f"threshold with the largest smaller margin over sensitivity >= "
                 f"{float(min_sensitivity):g} and specificity >= {float(min_specificity):g}"
-                + (f" on each of {len(np.unique(g))} detectors (shared temperature)" if g is not None else "")
+                + (f" on each of {len(parts)} detectors (shared temperature)" if g is not None else "")
                 + f" (margins {zs:+.2f} / {zp:+.2f} standard errors"
                 + ("" if min(zs, zp) >= 0 else "; no threshold meets both minima on these frames")
                 + ")")
     else:
         sens = min_specificity is None
-        g = None if groups is None else np.asarray(groups)
-        if g is not None and g.shape != y.shape:
-            raise ParameterError(f"groups must give one group per frame ({len(y)}), got shape {g.shape}")
-        parts = [np.ones(len(y), bool)] if g is None else [g == v for v in np.unique(g)]
         found = []
         for m in parts:
             if (pos[m] if sens else ~pos[m]).any():

@@ -135,7 +135,7 @@ class MaxPool2x2(nn.MaxPool2d):
     strided sub-grids (``x[..., 0::2, 0::2]`` ...), padded with ``-inf`` to even sizes under
     ``ceil_mode``: the same values as ``max_pool2d`` (NaN propagates as there), and about 4-9x
     faster than torch's NCHW CPU kernel on the shipped model's maps
-    (``tests/models/test_models.py`` checks equality; BENCHMARKS.md, screen). Training and
+    (``tests/models/test_architectures.py`` checks equality; BENCHMARKS.md, screen). Training and
     other devices use ``max_pool2d`` itself (its gradient goes to one element of a tie).
     A plain subclass: the state dict and the ``nn.MaxPool2d`` behaviour are unchanged.
     """

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from xtalscreen.errors import InputError
-from xtalscreen.screen.workers import SATURATED_FRACTION
+from xtalscreen.screen.workers import SATURATED_FRACTION, SourceChunks
 
 __all__ = ["Collector", "FileCollector", "Summary"]
 
@@ -299,8 +299,6 @@ class FileCollector:
         key = tuple(frame.shape)
         w = self._writers.get(key)
         if w is None:
-            from xtalscreen.screen.workers import SourceChunks
-
             w = self._writers[key] = _RunWriter(self._output(key),
                                                 SourceChunks() if self.source_chunks else None)
         return w
