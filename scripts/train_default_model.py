@@ -253,7 +253,8 @@ def reduce(raw: Path, red: Path, *, shipped, margin: int, workers: int = 1) -> N
                 m = data.meta[i]
                 rows.append({"file": f"{preset}.h5", "frame": k, "split": data.splits[i], "preset": preset,
                              "diffranet_class": m.get("diffranet_class", ""), "ke_class": m["ke_class"],
-                             "raw_file": data.files[i], "raw_frame": int(data.frames[i])})
+                             "raw_file": data.files[i], "raw_frame": int(data.frames[i]),
+                             **{k: m.get(k, "") for k in ("n_spots_expected", "n_spots_measured")}})
     finally:
         if pool is not None:
             pool.close()
@@ -396,6 +397,9 @@ def main(argv=None) -> int:
                          "validation (TrainConfig.bn_batches); 0: momentum estimates")
     ap.add_argument("--select", default="accuracy", choices=["accuracy", "loss", "keep_auc"],
                     help="model selection and early stopping (TrainConfig.select)")
+    ap.add_argument("--count-loss", type=float, default=0.0,
+                    help="weight of the auxiliary ordinal spot-count loss on n_spots_measured "
+                         "(TrainConfig.count_loss); 0: none")
     ap.add_argument("--visibility", default="measured", choices=["expected", "measured"],
                     help="label rule: a spot is visible by its expected SNR or as measured in the frame "
                          "(LabelConfig.visibility)")
@@ -447,9 +451,9 @@ def main(argv=None) -> int:
                       preprocess=training_preprocess(shipped, args.max_shift),
                       patience=args.patience, seed=args.seed, device=args.device,
                       workers=args.loader_workers, init=None if init is None else str(init),
-                      bn_batches=args.bn_batches, select=args.select)
+                      bn_batches=args.bn_batches, select=args.select, count_loss=args.count_loss)
     t1 = time.perf_counter()
-    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}", echo=print,
+    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}{f'_count{args.count_loss:g}' if args.count_loss else ''}", echo=print,
                 progress=False)
     t_train = time.perf_counter() - t1
     print(f"trained in {t_train:.0f} s, best {res.best}", flush=True)

@@ -100,3 +100,18 @@ def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit):
         main([cmd, "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_train_with_the_spot_count_loss(trained, tmp_path, capsys):
+    data, _ = trained
+    base = ["train", "--data", str(data), "--target", "ke", "--img-size", "32", "--preprocess", "max_shift=4",
+            "--epochs", "1", "--batch-size", "12", "--batches-per-epoch", "2", "--lr", "0.05", "--no-progress",
+            "--count-loss", "0.5"]
+    assert main(base + ["--count-column", "n_spots", "--out", str(tmp_path / "a")]) == 0
+    line = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[0])
+    assert line["train_count_loss"] > 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "b")]) == 1  # this set has no n_spots_measured column
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("xtalscreen") and "'n_spots_measured' column" in last

@@ -69,3 +69,34 @@ def test_simulate_measured_visibility_labels_by_the_measured_count(tmp_path, cap
         assert (e["n_spots_expected"], e["n_spots_measured"]) == (m["n_spots_expected"], m["n_spots_measured"])
         assert e["n_spots"] == e["n_spots_expected"] and m["n_spots"] == m["n_spots_measured"]
     assert any(e["n_spots"] != m["n_spots"] for e, m in zip(rows["expected"], rows["measured"]))
+
+
+def test_simulate_set_changes_settings_of_the_preset(tmp_path, capsys):
+    """``--set``: the frames differ from the preset's only where the setting acts (here a
+    stronger jet streak), and the run writes the same labels otherwise."""
+    import h5py
+    import numpy as np
+
+    outs = {}
+    for name, extra in (("plain", []), ("jet", ["--set", "background.jet_streak=30",
+                                               "--set", "background.ice_um=[2, 5]"])):
+        outs[name] = tmp_path / name
+        assert main(["simulate", "--preset", "diffranet", "--n", "2", "--out", str(outs[name]), "--seed", "3",
+                     "--classes", "no-crystal", "--no-progress"] + extra) == 0
+    with h5py.File(outs["plain"] / "shard-00000.h5") as a, h5py.File(outs["jet"] / "shard-00000.h5") as b:
+        pa, pb = a["/entry/data/data"][:].astype(float), b["/entry/data/data"][:].astype(float)
+    assert pa.shape == pb.shape and pb.sum() > pa.sum()  # the streak adds photons
+
+
+@pytest.mark.parametrize("value, match", [
+    ("background.jet_streek=3", "background has no field 'jet_streek'; its fields: "),
+    ("jet_streak=3", "give section.field with section one of crystal, beam, detector, background, labels"),
+    ("background.jet_streak=-1", "jet_streak"),
+    ("background.jet_streak", "give SECTION.FIELD=VALUE"),
+    ("beam.wavelength=fast", "wavelength"),
+])
+def test_simulate_set_errors_name_the_setting(tmp_path, capsys, value, match):
+    rc = main(["simulate", "--out", str(tmp_path / "o"), "--n", "1", "--no-progress", "--set", value])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert match in err and not (tmp_path / "o" / "labels.csv").exists()

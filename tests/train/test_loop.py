@@ -281,3 +281,89 @@ def test_training_on_two_input_sizes_batches_each_detector_apart(tmp_path):
     va.meta = []
     with pytest.raises(ParameterError, match="different sizes.*'preset' or 'group'"):
         predict(model, FrameDataset(va, pp), batch_size=64)
+
+
+def test_count_loss_trains_a_readout_resumes_it_and_leaves_the_model_unchanged(sim_dataset, tmp_path):
+    """``count_loss``: an ordinal spot-count read-out trained beside the classifier; it learns
+    (its loss falls), resumes identically from ``last.pt`` and is not part of the model."""
+    from xtalscreen.train.loop import COUNT_THRESHOLDS
+
+    data = load_labels(sim_dataset, target="ke")
+    tr, va = data.split("train"), data.split("val")
+    cfg = TrainConfig(epochs=6, count_loss=0.5, count_column="n_spots", **{**FAST, "target": "ke"})
+    res = train(cfg, tr, val=va, out_dir=tmp_path / "a", progress=False)
+    c = [h["train_count_loss"] for h in res.history]
+    assert all(np.isfinite(c)) and c[-1] < 0.9 * c[0] and c == sorted(c, reverse=True)
+    last = read_checkpoint(tmp_path / "a" / "last.pt")
+    model, _, _ = load_model(tmp_path / "a" / "best.pt")
+    assert last["count_head"]["weight"].shape == (len(COUNT_THRESHOLDS), model.num_features)
+    plain = train(TrainConfig(epochs=1, **{**FAST, "target": "ke"}), tr, out_dir=tmp_path / "p", progress=False)
+    assert set(_weights(plain.last_path)) == set(last["state_dict"])  # no extra model tensors
+    assert "count_head" not in read_checkpoint(plain.last_path)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, metrics):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, tr, val=va, out_dir=tmp_path / "b", progress=False, on_epoch=interrupt)
+    train(cfg, tr, val=va, out_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt", progress=False)
+    b = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(last["state_dict"][k], b["state_dict"][k]) for k in last["state_dict"])
+    assert torch.equal(last["count_head"]["weight"], b["count_head"]["weight"])
+
+
+def test_count_loss_bad_settings_and_missing_counts(sim_dataset, tmp_path):
+    import csv
+
+    from xtalscreen.train.loop import item_counts
+
+    for kw, match in [(dict(count_loss=-1.0), "count_loss"), (dict(count_loss=float("nan")), "count_loss"),
+                      (dict(count_loss=0.5, target="marco"), "spot counts"),
+                      (dict(count_loss=0.5, count_column="spots"), "count_column must be one of n_spots_measured")]:
+        with pytest.raises(ParameterError, match=match):
+            TrainConfig(**kw)
+    data = load_labels(sim_dataset, target="ke")
+    with pytest.raises(InputError, match="n_spots_measured"):  # the simulate column; this set lacks it
+        train(TrainConfig(epochs=1, count_loss=0.5, **{**FAST, "target": "ke"}), data.split("train"),
+              out_dir=tmp_path / "x", progress=False)
+    assert not (tmp_path / "x" / "last.pt").exists()
+    counts = item_counts(data, "n_spots")
+    assert counts.shape == (len(data),) and set(np.unique(counts)) <= {0.0, 25.0}
+    rows = list(csv.DictReader(open(sim_dataset / "labels.csv")))
+    rows[0]["n_spots"] = "many"
+    rows[1]["n_spots"] = ""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "shard-00000.h5").symlink_to(sim_dataset / "shard-00000.h5")
+    with open(bad / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    bdata = load_labels(bad, target="ke")
+    with pytest.raises(InputError, match="'many', not a number of spots"):
+        item_counts(bdata, "n_spots")
+    rows[0]["n_spots"] = "3"
+    with open(bad / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    vals = item_counts(load_labels(bad, target="ke"), "n_spots")
+    assert vals[0] == 3.0 and np.isnan(vals[1])  # an item without a count: left out of that loss
+
+
+def test_count_head_refuses_models_it_cannot_read():
+    from torch import nn
+
+    from xtalscreen.models import create_model
+    from xtalscreen.train.loop import _count_head
+
+    head = _count_head(create_model("spotcount", img_size=32))
+    assert head.in_features == 64 and head.out_features == 12
+    with pytest.raises(ParameterError, match="auxiliary classifier"):
+        _count_head(create_model("inception_v3", num_classes=3))
+    with pytest.raises(ParameterError, match="forward_features / forward_head"):
+        _count_head(nn.Linear(4, 2))

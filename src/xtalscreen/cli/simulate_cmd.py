@@ -13,6 +13,8 @@ EXAMPLES = """\
   xtalscreen simulate --preset cspad --n 100 --out sim/hits --classes weak,good,strong
   xtalscreen simulate --preset cspad --geom my_detector.geom --n 100 --out sim/mine
   xtalscreen simulate --preset cspad --n 500 --out sim/measured --visibility measured
+  xtalscreen simulate --preset jungfrau4m --n 1000 --out sim/jet --set background.jet_streak=3.0 \
+      --set background.ice_prob=0.25 --set crystal.size_um=[0.5,5]
   xtalscreen simulate --list-presets
 (run the same command again to resume an interrupted run)"""
 
@@ -48,6 +50,11 @@ def register(sub) -> None:
                    help="label rule: a spot is visible when its expected SNR reaches 5 (default), or its "
                         "SNR as measured in the recorded frame (LabelConfig.visibility); both counts "
                         "go to labels.csv either way")
+    p.add_argument("--set", dest="changes", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="change one setting of every preset used, e.g. background.jet_streak=3.0, "
+                        "background.ice_prob=0.25, beam.wavelength=1.0, crystal.size_um=[0.5,5] "
+                        "(sections crystal, beam, detector, background, labels; repeatable): "
+                        "simulate your own setup")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -77,6 +84,10 @@ def run(args) -> int:
         configs = configs or {p: get_preset(p) for p in presets}
         for cfg in configs.values():
             cfg.labels.visibility = args.visibility
+    if args.changes:
+        changes = parse_changes(args.changes)
+        configs = configs or {p: get_preset(p) for p in presets}
+        configs = {name: cfg.with_changes(changes) for name, cfg in configs.items()}
     summary = simulate_dataset(args.out, presets=presets, n=args.n, seed=args.seed, workers=args.workers,
                                classes=args.classes, split=args.split, fmt=args.fmt, shard_size=args.shard_size,
                                spots=args.spots, configs=configs, progress=False if args.no_progress else None)
@@ -88,3 +99,23 @@ def run(args) -> int:
     print(f"DiffraNet classes: {classes}")
     print(f"Ke classes: {ke}")
     return 0 if summary.n_bad == 0 else 1
+
+
+def parse_changes(items) -> dict:
+    """``["background.jet_streak=3.0", ...]`` -> ``{"background.jet_streak": 3.0}``; values are
+    read as JSON (numbers, lists, true/false, null), else kept as text."""
+    import json
+
+    from xtalscreen.errors import ParameterError
+
+    out = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ParameterError(f"--set {item!r}: give SECTION.FIELD=VALUE, e.g. background.jet_streak=3.0")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text.strip()
+        out[key.strip()] = value
+    return out

@@ -100,6 +100,14 @@ def register(sub) -> None:
                    help="what picks best.pt and drives --patience: validation accuracy, validation "
                         "loss, or (ke target) keep_auc, the AUC of p_hit + p_maybe against miss "
                         "averaged over the detector presets (how screen keeps frames)")
+    p.add_argument("--count-loss", type=float, default=0.0, metavar="W",
+                   help="weight of an auxiliary ordinal spot-count loss: a read-out of the model's "
+                        "features learns 'at least k visible spots' for k = 1..24 from each frame's "
+                        "--count-column (teaches the count behind the Ke classes); 0: none")
+    p.add_argument("--count-column", default="n_spots_measured",
+                   choices=["n_spots_measured", "n_spots_expected", "n_spots"],
+                   help="labels.csv column with each frame's visible-spot count (xtalscreen simulate "
+                        "writes n_spots_measured and n_spots_expected)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -248,7 +256,7 @@ def run_train(args) -> int:
                       step_size=args.step_size, gamma=args.gamma, momentum=args.momentum,
                       weight_decay=args.weight_decay, augment=not args.no_augment, patience=args.patience,
                       init=args.init, val_fraction=args.val_fraction, bn_batches=args.bn_batches,
-                      select=args.select)
+                      select=args.select, count_loss=args.count_loss, count_column=args.count_column)
     data = _load(args, cfg.target, cfg.val_fraction)
     tr, va = data.split("train"), data.split("val")
     print(f"training {cfg.model} ({cfg.target}: {', '.join(data.classes)}) on {len(tr)} frames "

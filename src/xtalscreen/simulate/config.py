@@ -512,6 +512,36 @@ class SimulationConfig:
     def copy(self) -> "SimulationConfig":
         return copy.deepcopy(self)
 
+    def with_changes(self, changes: dict) -> "SimulationConfig":
+        """A validated copy with ``changes`` applied: ``{"section.field": value}``, e.g.
+        ``{"background.jet_streak": 3.0, "background.ice_um": [2, 5]}`` (a list becomes a tuple
+        where the field holds one). Unknown names are refused with the known ones listed.
+
+        >>> c = get_preset("jungfrau4m").with_changes({"background.jet_streak": 3.0})
+        >>> c.background.jet_streak, get_preset("jungfrau4m").background.jet_streak
+        (3.0, 0.3)
+        """
+        out = self.copy()
+        sections = [f.name for f in fields(self) if hasattr(getattr(self, f.name), "validate")]
+        for key, value in changes.items():
+            parts = str(key).split(".")
+            if len(parts) != 2 or parts[0] not in sections:
+                raise ParameterError(f"simulation setting {key!r}: give section.field with section one of "
+                                     f"{', '.join(sections)} (e.g. background.jet_streak)")
+            sec = getattr(out, parts[0])
+            known = [f.name for f in fields(sec)]
+            if parts[1] not in known:
+                raise ParameterError(f"simulation setting {key!r}: {parts[0]} has no field {parts[1]!r}; "
+                                     f"its fields: {', '.join(known)}")
+            old = getattr(sec, parts[1])
+            if isinstance(value, list) and isinstance(old, tuple):
+                value = tuple(value)
+            setattr(sec, parts[1], value)
+        try:
+            return out.validate()
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"simulation settings {dict(changes)}: {exc}") from None
+
 
 # ---------------------------------------------------------------------------------- presets
 def _diffranet() -> SimulationConfig:

@@ -38,8 +38,9 @@ FORMAT = "xtalscreen-checkpoint"
 
 def save_checkpoint(path, model, *, preprocess, classes, target: str, epoch: int = 0,
                     optimizer=None, rng_state=None, history=None, best=None, config=None,
-                    task: str = TASK) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename); returns the path."""
+                    task: str = TASK, extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename); returns the path.
+    ``extra``: more training state to resume from (e.g. ``count_head``), stored as given."""
     import torch
 
     from xtalscreen import __version__
@@ -63,6 +64,10 @@ def save_checkpoint(path, model, *, preprocess, classes, target: str, epoch: int
         "config": _plain(config or {}),
         "xtalscreen_version": __version__,
     }
+    for k, v in (extra or {}).items():
+        if k in state:
+            raise ValueError(f"extra checkpoint entry {k!r} would replace a standard one")
+        state[k] = v
     return _write(path, state)
 
 

@@ -31,13 +31,22 @@ from xtalscreen.train.datasets import (IMAGE_TARGETS, TARGETS, FrameDataset, Lab
                                        check_target, check_val_fraction)
 from xtalscreen.train.schedules import SCHEDULES, learning_rate
 
-__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "predict", "recalibrate", "resolve_device"]
+__all__ = ["TrainConfig", "TrainResult", "COUNT_THRESHOLDS", "train", "build_model", "item_counts", "predict",
+           "recalibrate", "resolve_device"]
 
 log = logging.getLogger("xtalscreen.train")
 
 
 #: Model-selection figures (:attr:`TrainConfig.select`).
 SELECT = ("accuracy", "loss", "keep_auc")
+
+#: ``k`` of the auxiliary ordinal spot-count loss (``TrainConfig.count_loss``): "at least k
+#: visible spots", dense around the Ke cuts (4: Maybe, 10: Hit) where the labels change
+COUNT_THRESHOLDS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24)
+
+#: labels.csv columns with a frame's visible-spot count (``xtalscreen simulate``: the count by
+#: the measured SNR, by the expected SNR, and the one its labels were made from)
+COUNT_COLUMNS = ("n_spots_measured", "n_spots_expected", "n_spots")
 
 
 @dataclass
@@ -105,6 +114,19 @@ class TrainConfig:
         validation set (its ``preset`` column; one group without it). Screening keeps a frame
         by that sum at each detector's own threshold (``xtalscreen calibrate``), so this ranks
         models as screening uses them, where the argmax accuracy also counts hit-vs-maybe mix-ups.
+    count_loss : float
+        Weight of an auxiliary **ordinal spot-count** loss (0, default: none). The Ke classes cut
+        the number of visible spots at 4 and 10, so the class label says nothing about whether
+        a Miss had 0 or 3 spots or a Maybe 4 or 9; near the cut those frames are the errors. With
+        ``count_loss > 0`` a linear read-out of the model's pre-logit features (a model with
+        ``forward_features`` / ``forward_head``) predicts, for each ``k`` in
+        :data:`COUNT_THRESHOLDS`, whether the frame has at least ``k`` visible spots (binary
+        cross-entropy, averaged over ``k``), from each item's ``count_column``. The read-out is
+        trained with the model and kept in ``last.pt`` for resuming; the model itself, and so
+        every shipped checkpoint, is unchanged in shape.
+    count_column : str
+        The labels.csv column holding each item's visible-spot count (xtalscreen simulate:
+        ``n_spots_measured``, the count the measured-SNR labels are made from; ``n_spots_expected``).
     """
 
     model: str = "ke2018"
@@ -134,6 +156,8 @@ class TrainConfig:
     val_fraction: float | None = None
     bn_batches: int = 0
     select: str = "accuracy"
+    count_loss: float = 0.0
+    count_column: str = "n_spots_measured"
 
     def __post_init__(self) -> None:
         check_target(self.target)
@@ -168,6 +192,15 @@ class TrainConfig:
         if self.select == "keep_auc" and self.target != "ke":
             raise ParameterError(f"select 'keep_auc' needs the ke target (hit / maybe / miss), "
                                  f"got target {self.target!r}; use 'accuracy' or 'loss'")
+        if isinstance(self.count_loss, bool) or not np.isfinite(float(self.count_loss)) or self.count_loss < 0:
+            raise ParameterError(f"count_loss must be a number >= 0 (weight of the spot-count loss), got "
+                                 f"{self.count_loss!r}")
+        if self.count_column not in COUNT_COLUMNS:
+            raise ParameterError(f"count_column must be one of {', '.join(COUNT_COLUMNS)} (the spot counts "
+                                 f"labels.csv carries), got {self.count_column!r}")
+        if self.count_loss and self.target in IMAGE_TARGETS:
+            raise ParameterError(f"count_loss needs X-ray frames with spot counts; target {self.target!r} "
+                                 "has none")
         if int(self.workers) != self.workers or self.workers < 0:
             raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}")
         if self.img_size is not None and (int(self.img_size) != self.img_size or self.img_size < 8):
@@ -515,11 +548,16 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
         if echo is not None:
             echo(line)
     model.to(device)
+    counts = count_head = None
+    if config.count_loss:  # the auxiliary ordinal spot-count read-out (TrainConfig.count_loss)
+        counts = item_counts(data, config.count_column)
+        count_head = _count_head(model).to(device)
+    params = list(model.parameters()) + ([] if count_head is None else list(count_head.parameters()))
     if config.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict] = []
     best = {"epoch": -1, "val_accuracy": -math.inf}
     start = 0
@@ -528,6 +566,11 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
         _check_resume(state, config, resume)
         restore_batchnorm_sizes(model, state["state_dict"])
         model.load_state_dict(state["state_dict"])
+        if count_head is not None:
+            if state.get("count_head") is None:
+                raise InputError("cannot resume: this checkpoint has no spot-count read-out "
+                                 "(count_loss); resume with the settings it was trained with", path=str(resume))
+            count_head.load_state_dict(state["count_head"])
         if state.get("optimizer") is not None:
             opt.load_state_dict(state["optimizer"])
         if state.get("rng") is not None:
@@ -587,13 +630,22 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, y, _ in track(loader, total=len(sampler), description=f"epoch {epoch + 1}/{config.epochs}",
+        count_sum, count_seen = 0.0, 0
+        for x, y, idx in track(loader, total=len(sampler), description=f"epoch {epoch + 1}/{config.epochs}",
                              enabled=progress):
             ok = y >= 0
             if int(ok.sum()) < (2 if needs_two else 1):
                 continue
             x, y = x[ok].to(device, non_blocking=True), y[ok].to(device, non_blocking=True)
-            if aux_weight:  # Inception-v3's auxiliary classifier (Szegedy et al. 2016: 0.4)
+            if count_head is not None:
+                maps = model.forward_features(x)
+                logits = model.forward_head(maps)
+                c_loss, n_c = _count_loss(count_head(model.forward_head(maps, pre_logits=True)),
+                                          counts[idx[ok].numpy()], device)
+                loss = loss_fn(logits, y) + config.count_loss * c_loss
+                count_sum += float(c_loss.detach()) * n_c
+                count_seen += n_c
+            elif aux_weight:  # Inception-v3's auxiliary classifier (Szegedy et al. 2016: 0.4)
                 logits, aux = model.forward_with_aux(x)
                 loss = loss_fn(logits, y) + aux_weight * loss_fn(aux, y)
             else:
@@ -613,6 +665,8 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
         metrics = {"epoch": epoch, "lr": lr,
                    "train_loss": loss_sum / seen if seen else float("nan"),
                    "train_accuracy": correct / seen if seen else float("nan")}
+        if count_head is not None:
+            metrics["train_count_loss"] = count_sum / count_seen if count_seen else float("nan")
         if val_set is not None:
             probs, labels = predict(model, val_set, batch_size=config.eval_batch_size, device=device,
                                     workers=config.workers, cache=val_cache)
@@ -633,7 +687,8 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                     **{k: v for k, v in metrics.items() if k not in ("epoch", "seconds")}}
         # ---- checkpoint: last every epoch, best on improvement
         save_checkpoint(last_path, model, epoch=epoch + 1, optimizer=opt, rng_state=torch.get_rng_state(),
-                        history=history, best=best, **common)
+                        history=history, best=best, **common,
+                        extra=None if count_head is None else {"count_head": count_head.state_dict()})
         if improved:
             save_checkpoint(best_path, model, epoch=epoch + 1, history=history, best=best, **common)
         # ---- log: one JSON line per epoch
@@ -657,6 +712,56 @@ def train(config: TrainConfig, data: LabelledSet, *, out_dir, val: LabelledSet |
                          seconds=time.perf_counter() - t0, bad_items=bad)
     _write_sidecar(out / "train.json", result, config, data, val, pp, device)
     return result
+
+
+def item_counts(data: LabelledSet, column: str = "n_spots_measured") -> np.ndarray:
+    """Each item's visible-spot count from its labels.csv ``column`` (float; NaN where an item
+    has none), for :attr:`TrainConfig.count_loss`. An error when no item has one."""
+    vals = np.full(len(data), np.nan)
+    for i, m in enumerate(data.meta or []):
+        v = m.get(column) if isinstance(m, dict) else None
+        try:
+            vals[i] = float(v) if v not in (None, "") else np.nan
+        except (TypeError, ValueError):
+            raise InputError(f"item {i} ({data.files[i]} frame {int(data.frames[i])}): {column} is "
+                             f"{v!r}, not a number of spots", path=data.root) from None
+    if not np.isfinite(vals).any():
+        raise InputError(f"count_loss needs each item's spot count in a {column!r} column of "
+                         f"labels.csv (xtalscreen simulate writes n_spots_measured and "
+                         f"n_spots_expected); none of the {len(data)} items has one", path=data.root)
+    if (vals[np.isfinite(vals)] < 0).any():
+        raise InputError(f"negative spot counts in column {column!r}", path=data.root)
+    return vals
+
+
+def _count_head(model):
+    """The linear read-out of ``model``'s pre-logit features onto :data:`COUNT_THRESHOLDS`."""
+    from torch import nn
+
+    if getattr(model, "AuxLogits", None) is not None:
+        raise ParameterError(f"count_loss does not combine with {type(model).__name__}'s auxiliary "
+                             "classifier; train it without count_loss")
+    n = getattr(model, "num_features", None)
+    if not n or not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
+        raise ParameterError(f"count_loss needs a model with forward_features / forward_head and "
+                             f"num_features; {type(model).__name__} has not")
+    return nn.Linear(int(n), len(COUNT_THRESHOLDS))
+
+
+def _count_loss(z, counts: np.ndarray, device):
+    """Ordinal loss: mean binary cross-entropy of ``z[:, j]`` against "count >= k_j" over the
+    items that have a count; returns ``(loss, items used)``."""
+    import torch
+
+    have = np.isfinite(counts)
+    if not have.any():
+        return z.sum() * 0.0, 0
+    k = torch.as_tensor(COUNT_THRESHOLDS, dtype=z.dtype, device=device)
+    c = torch.as_tensor(counts[have], dtype=z.dtype, device=device)
+    target = (c[:, None] >= k[None, :]).to(z.dtype)
+    sel = torch.as_tensor(np.flatnonzero(have), device=device)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(z[sel], target)
+    return loss, int(have.sum())
 
 
 _BN_SEED = 104_729  # offset of the precise-BatchNorm sampler's seed from the training seed
