@@ -118,6 +118,11 @@ SNR ~4. Their data cannot be made again bit for bit with this simulator.
    both minima at once (``calibrate --min-sensitivity 0.985 --min-specificity 0.97``; Pilatus
    8 views on a Pilatus-only set, CSPAD 2 and DiffraNet CCD 8 on seeds 797 + 803); commands in
    ``reports/default_model.md``, section "Session 10".
+
+   Session 11 kept the weights and added a point for the JUNGFRAU 4M (8 views, 2000 simulated
+   JUNGFRAU frames made with ``xtalscreen simulate --set``); ``--count-loss`` (an auxiliary
+   ordinal spot-count loss) was tried in a CCD-only fine-tune and was no better (section
+   "Session 11").
 """
 
 from __future__ import annotations

@@ -56,6 +56,23 @@ def _weights(path):
     return read_checkpoint(path)["state_dict"]
 
 
+def _interrupted_and_resumed(cfg, tr, va, out, *, after: int):
+    """Train ``cfg`` into ``out``, stopped after epoch ``after`` (0-based), then resumed from
+    its ``last.pt`` to the end; returns the resumed run's result."""
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, metrics):
+        if epoch == after:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, tr, val=va, out_dir=out, progress=False, on_epoch=interrupt)
+    assert read_checkpoint(out / "last.pt")["epoch"] == after + 1
+    return train(cfg, tr, val=va, out_dir=out, resume=out / "last.pt", progress=False)
+
+
 @pytest.mark.parametrize("bn_batches", [0, 3])
 def test_same_seed_same_weights_and_resume_continues_identically(splits, tmp_path, bn_batches):
     """Also with precise BatchNorm statistics before each validation (``bn_batches``): they
@@ -64,18 +81,7 @@ def test_same_seed_same_weights_and_resume_continues_identically(splits, tmp_pat
     cfg = TrainConfig(epochs=4, **FAST, model_kwargs={"drop_rate": 0.2},  # dropout uses the torch RNG
                       bn_batches=bn_batches)
     train(cfg, tr, val=va, out_dir=tmp_path / "a", progress=False)
-
-    class Stop(Exception):
-        pass
-
-    def interrupt(epoch, metrics):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(cfg, tr, val=va, out_dir=tmp_path / "b", progress=False, on_epoch=interrupt)
-    assert read_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
-    res = train(cfg, tr, val=va, out_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt", progress=False)
+    res = _interrupted_and_resumed(cfg, tr, va, tmp_path / "b", after=1)
     assert res.epochs_run == 4
     a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -300,17 +306,7 @@ def test_count_loss_trains_a_readout_resumes_it_and_leaves_the_model_unchanged(s
     plain = train(TrainConfig(epochs=1, **{**FAST, "target": "ke"}), tr, out_dir=tmp_path / "p", progress=False)
     assert set(_weights(plain.last_path)) == set(last["state_dict"])  # no extra model tensors
     assert "count_head" not in read_checkpoint(plain.last_path)
-
-    class Stop(Exception):
-        pass
-
-    def interrupt(epoch, metrics):
-        if epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(cfg, tr, val=va, out_dir=tmp_path / "b", progress=False, on_epoch=interrupt)
-    train(cfg, tr, val=va, out_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt", progress=False)
+    _interrupted_and_resumed(cfg, tr, va, tmp_path / "b", after=2)
     b = read_checkpoint(tmp_path / "b" / "last.pt")
     assert all(torch.equal(last["state_dict"][k], b["state_dict"][k]) for k in last["state_dict"])
     assert torch.equal(last["count_head"]["weight"], b["count_head"]["weight"])
