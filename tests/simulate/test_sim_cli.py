@@ -94,9 +94,36 @@ def test_simulate_set_changes_settings_of_the_preset(tmp_path, capsys):
     ("background.jet_streak=-1", "jet_streak"),
     ("background.jet_streak", "give SECTION.FIELD=VALUE"),
     ("beam.wavelength=fast", "wavelength"),
+    ("detector.geometry=3", "simulation settings {'detector.geometry': 3}"),
 ])
 def test_simulate_set_errors_name_the_setting(tmp_path, capsys, value, match):
     rc = main(["simulate", "--out", str(tmp_path / "o"), "--n", "1", "--no-progress", "--set", value])
     assert rc == 1
     err = capsys.readouterr().err
     assert match in err and not (tmp_path / "o" / "labels.csv").exists()
+
+
+def test_simulate_resume_with_other_settings_is_refused(tmp_path, capsys):
+    """The folder records each preset's settings: resuming it with another --set (or --visibility)
+    would mix frames of two setups, so it is refused; the same command resumes."""
+    out = tmp_path / "o"
+    argv = ["simulate", "--preset", "diffranet", "--n", "2", "--out", str(out), "--no-progress"]
+    assert main(argv + ["--set", "background.jet_streak=2"]) == 0
+    assert main(argv + ["--set", "background.jet_streak=2"]) == 0  # resumed
+    capsys.readouterr()
+    assert main(argv + ["--set", "background.jet_streak=3"]) == 1
+    err = capsys.readouterr().err
+    assert "different arguments (configs differ" in err
+    assert main(argv + ["--set", "background.jet_streak=2", "--visibility", "measured"]) == 1
+
+
+def test_a_dataset_json_from_before_the_settings_digest_still_resumes(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    argv = ["simulate", "--preset", "diffranet", "--n", "2", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    meta = json.loads((out / "dataset.json").read_text())
+    del meta["configs"]
+    (out / "dataset.json").write_text(json.dumps(meta))
+    assert main(argv) == 0

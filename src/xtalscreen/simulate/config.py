@@ -539,7 +539,7 @@ class SimulationConfig:
             setattr(sec, parts[1], value)
         try:
             return out.validate()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong kind
             raise ParameterError(f"simulation settings {dict(changes)}: {exc}") from None
 
 

@@ -25,6 +25,7 @@ Resume: each shard is written to temporary files, renamed, then marked done
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -363,12 +364,18 @@ def simulate_dataset(out_dir, *, presets=("diffranet",), n: int = 100, seed: int
         raise InputError(f"cannot create the output directory: {exc}", path=str(out)) from None
     args = dict(presets=presets, n=int(n), seed=int(seed), classes=_parse_classes(classes),
                 split=list(_parse_split(split)), fmt=fmt, shard_size=int(shard_size), spots=spots)
+    # each preset's settings by a digest of their repr (deterministic: dataclasses of numbers,
+    # strings and tuples), so a resumed run cannot mix frames of other settings (--set, --geom,
+    # --visibility) into a folder; a dataset.json without it (written before) is not checked for it
+    args["configs"] = {p: hashlib.sha256(repr(c).encode()).hexdigest()[:16] for p, c in cfgs.items()}
     meta = out / "dataset.json"
     if meta.exists():
         old = json.loads(meta.read_text())
-        if old != args:
-            raise InputError("holds a dataset made with different arguments "
-                             f"({old}); choose another --out or delete it", path=str(out))
+        if old != {k: v for k, v in args.items() if k in old or k != "configs"}:
+            changed = sorted(k for k in set(old) | set(args) if old.get(k) != args.get(k))
+            raise InputError(f"holds a dataset made with different arguments ({', '.join(changed)} "
+                             f"differ; it was made with {old}); choose another --out or delete it",
+                             path=str(out))
     else:
         meta.write_text(json.dumps(args, indent=1))
     items = plan(int(n), presets=presets, seed=seed, classes=classes, split=split)
