@@ -105,7 +105,7 @@ def register(sub) -> None:
                         "features learns 'at least k visible spots' for k = 1..24 from each frame's "
                         "--count-column (teaches the count behind the Ke classes); 0: none")
     p.add_argument("--count-column", default="n_spots_measured",
-                   choices=["n_spots_measured", "n_spots_expected", "n_spots"],
+                   choices=["n_spots_measured", "n_spots_expected", "n_spots"],  # train.loop.COUNT_COLUMNS (not imported: CLI start-up)
                    help="labels.csv column with each frame's visible-spot count (xtalscreen simulate "
                         "writes n_spots_measured and n_spots_expected)")
     p.add_argument("--seed", type=int, default=0)

@@ -371,8 +371,9 @@ def simulate_dataset(out_dir, *, presets=("diffranet",), n: int = 100, seed: int
     meta = out / "dataset.json"
     if meta.exists():
         old = json.loads(meta.read_text())
-        if old != {k: v for k, v in args.items() if k in old or k != "configs"}:
-            changed = sorted(k for k in set(old) | set(args) if old.get(k) != args.get(k))
+        mine = args if "configs" in old else {k: v for k, v in args.items() if k != "configs"}
+        if old != mine:
+            changed = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
             raise InputError(f"holds a dataset made with different arguments ({', '.join(changed)} "
                              f"differ; it was made with {old}); choose another --out or delete it",
                              path=str(out))
