@@ -95,7 +95,7 @@ def test_tune_prints_the_table(trained, tmp_path, capsys):
     assert (tmp_path / "t" / "results.md").is_file()
 
 
-@pytest.mark.parametrize("cmd", ["train", "evaluate", "tune"])
+@pytest.mark.parametrize("cmd", ["train", "train-head", "evaluate", "tune"])
 def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit):
         main([cmd, "--help"])
@@ -115,3 +115,34 @@ def test_train_with_the_spot_count_loss(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert last.startswith("xtalscreen") and "'n_spots_measured' column" in last
+
+
+def test_train_head_then_evaluate_at_its_views(trained, tmp_path, capsys):
+    data, run = trained
+    out = tmp_path / "h.pt"
+    rc = main(["train-head", "--model", str(run / "best.pt"), "--data", str(data), "--target", "binary",
+               "--split", "all", "--views", "2", "--out", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc == 0 and out.is_file() and f"wrote {out}" in cap.out and "2 view(s)" in cap.out
+    assert "cross-validated log-loss" in cap.err  # C chosen by cross-validation, each C printed
+    rc = main(["evaluate", "--model", str(out), "--data", str(data), "--split", "test",
+               "--out", str(tmp_path / "rep"), "--no-progress"])
+    assert rc == 0
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["classes"] == ["hit", "miss"] and m["provenance"]["views"] == 2
+
+
+def test_train_head_errors_name_the_problem(trained, tmp_path, capsys):
+    data, run = trained
+    rc = main(["train-head", "--model", str(tmp_path / "nope.pt"), "--data", str(data), "--out",
+               str(tmp_path / "h.pt")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "model not found" in err and "nope.pt" in err
+    # the synthetic set has no blank and no good frame: a DiffraNet head cannot be fitted
+    rc = main(["train-head", "--model", str(run / "best.pt"), "--data", str(data), "--target", "diffranet",
+               "--split", "all", "--out", str(tmp_path / "h.pt")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "blank (0)" in err and not (tmp_path / "h.pt").exists()
+    rc = main(["train-head", "--model", str(run / "best.pt"), "--data", str(data), "--c", "-1",
+               "--target", "ke", "--out", str(tmp_path / "h.pt")])
+    assert rc == 1 and "c must be a positive number" in capsys.readouterr().err

@@ -58,3 +58,74 @@ def test_default_model_separates_strong_from_blank(tmp_path):
     kept = np.array([d in ("hit", "maybe") for d in decisions])
     assert kept[0::2].sum() >= 2 and kept[1::2].sum() <= 1, decisions
     assert s.frames == 6
+
+
+def test_shipped_diffranet5_is_the_default_network_with_a_five_class_head():
+    import torch
+
+    from xtalscreen.models.pretrained import load_screening_model
+
+    base, pp0, _ = load_default()
+    model, pp, meta = load_screening_model("diffranet5")
+    assert tuple(meta["classes"]) == ("blank", "no-crystal", "weak", "good", "strong")
+    assert meta["target"] == "diffranet" and meta["views"] == 8 and pp == pp0
+    assert "operating_points" not in meta  # the keep points belong to default's outputs
+    old, new = base.state_dict(), model.state_dict()
+    assert set(old) == set(new)
+    for k in old:  # (the plain running_mean/var only hold the last input size used: sizebn)
+        if not k.startswith("classifier.") and not k.endswith((".running_mean", ".running_var")):
+            assert torch.equal(old[k], new[k]), k
+    assert new["classifier.weight"].shape == (5, base.num_features)
+    card = model_card("diffranet5")
+    assert card["file"] == "diffranet5.pt" and card["views"] == 8
+    assert card["training_data"]["seed"] != card["test_data"]["seed"]
+    at8 = next(r for r in card["test"] if r["views"] == 8)
+    assert at8["n"] == sum(map(sum, at8["confusion"])) > 0
+    assert 0.0 <= at8["accuracy"] <= 1.0 and 0.0 <= at8["diffraction_accuracy"] <= 1.0
+
+
+def test_diffranet5_calls_simulated_classes(tmp_path):
+    """One DiffraNet-CCD frame of each class through the shipped 5-class file at its 8 views."""
+    import torch
+
+    from xtalscreen.models.pretrained import load_screening_model
+    from xtalscreen.models.tta import view_logits
+    from xtalscreen.screen.prepare import FastPreprocess
+    from xtalscreen.simulate import get_preset, simulate_frame
+
+    model, pp, meta = load_screening_model("diffranet5")
+    cfg = get_preset("diffranet")
+    cfg.labels.draw_counts = {"weak": (5, 16), "good": (40, 100), "strong": (240, None)}
+    prep = FastPreprocess(pp)
+    for i, cls in enumerate(meta["classes"]):
+        f, info = simulate_frame(cfg, rng=300 + i, frame_class=cls)
+        x = torch.from_numpy(prep(f).x[None])
+        with torch.no_grad():
+            pred = meta["classes"][int(view_logits(model, x, 8).argmax())]
+        assert pred == cls, (cls, pred)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_screen_with_diffranet5_writes_its_classes(tmp_path, workers):
+    """results.csv gets a ``class`` column (DiffraNet's) next to the Hit/Maybe/Miss decision,
+    the same with worker processes; the 8 recorded views are used."""
+    import csv
+
+    from xtalscreen.io import write_hdf5_run
+    from xtalscreen.screen import screen
+    from xtalscreen.simulate import get_preset, simulate_frame
+
+    cfg = get_preset("diffranet")
+    cfg.labels.draw_counts = {"weak": (5, 16), "good": (40, 100), "strong": (240, None)}
+    classes = ["strong", "blank", "good", "no-crystal"]
+    frames = [simulate_frame(cfg, rng=400 + i, frame_class=c)[0].replace(index=i)
+              for i, c in enumerate(classes)]
+    write_hdf5_run(frames, tmp_path / "run.h5")
+    screen([tmp_path / "run.h5"], out=tmp_path / "o", model="diffranet5", workers=workers, live=False)
+    with open(tmp_path / "o" / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["class"] for r in rows] == classes
+    assert [r["decision"] for r in rows] == ["hit", "miss", "hit", "miss"]
+    # the default model's results have no class column
+    screen([tmp_path / "run.h5"], out=tmp_path / "d", workers=1, live=False)
+    assert "class" not in (tmp_path / "d" / "results.csv").read_text().splitlines()[0].split(",")

@@ -1,4 +1,4 @@
-"""``xtalscreen train``, ``xtalscreen evaluate`` and ``xtalscreen tune``."""
+"""``xtalscreen train``, ``train-head``, ``evaluate``, ``ensemble``, ``tune`` and ``study``."""
 
 from __future__ import annotations
 
@@ -116,6 +116,38 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
+    h = add_command(
+        sub, "train-head", help="fit a new last layer on a trained network's features (linear probe)",
+        description="Compute a trained network's pre-logit features (for spotcount its spot counts), "
+                    "averaged over --views test-time orientations, on labelled frames; fit a "
+                    "multinomial logistic regression to them (C by cross-validation unless given); "
+                    "write a copy of the network with that regression as its last layer. The rest "
+                    "of the network is unchanged, so this takes one pass over the data instead of "
+                    "a training run, and gives the shipped model other label schemes (e.g. "
+                    "DiffraNet's five classes) or the user's own labels. evaluate and screen use "
+                    "the recorded --views by default.",
+        examples="  xtalscreen train-head --model default --data sim_d5/ --target diffranet --split all "
+                 "--views 8 --out d5.pt\n"
+                 "  xtalscreen evaluate --model d5.pt --data sim_d5_test/ --split all --out rep/\n"
+                 "  xtalscreen train-head --model runs/ke/best.pt --data my_labels.csv --target binary "
+                 "--c 1.0 --out mine.pt")
+    h.add_argument("--model", default="default", help="the trained network: 'default' or a checkpoint")
+    h.add_argument("--data", required=True, help=_DATA_HELP)
+    h.add_argument("--annotations", help="annotation file for an HDF5 --data")
+    h.add_argument("--target", default="diffranet", choices=[t for t in _TARGETS if t != "marco"],
+                   help="label scheme of the new head")
+    h.add_argument("--split", default="train", help="frames to fit on: train, val, test or all")
+    h.add_argument("--views", type=int, choices=[1, 2, 4, 8], default=1,
+                   help="test-time views the features are averaged over (recorded in the file)")
+    h.add_argument("--c", type=float, help="inverse regularisation strength; default: chosen by "
+                                           "5-fold cross-validation")
+    h.add_argument("--out", required=True, help="checkpoint to write")
+    h.add_argument("--batch-size", type=int, default=64)
+    h.add_argument("--device", default="auto")
+    h.add_argument("--workers", type=int, default=0)
+    h.add_argument("--no-progress", action="store_true")
+    h.set_defaults(func=run_train_head)
+
     e = add_command(
         sub, "evaluate", help="evaluate a trained model: metrics, confusion matrices, ROC, calibration",
         description="Run a checkpoint over a labelled dataset and write a report folder: metrics.json, "
@@ -125,7 +157,8 @@ def register(sub) -> None:
                  "  xtalscreen evaluate --model runs/ke/best.pt --data sim/ --saliency 8 --embedding --out rep/\n"
                  "  xtalscreen evaluate --model runs/li/best.pt --data run7.h5 --annotations run7.labels.csv "
                  "--split all --out rep7/")
-    e.add_argument("--model", required=True, help="checkpoint (best.pt / last.pt)")
+    e.add_argument("--model", required=True, help="checkpoint (best.pt / last.pt), or a shipped model: "
+                                                  "default, diffranet5")
     e.add_argument("--data", required=True, help=_DATA_HELP)
     e.add_argument("--annotations", help="annotation file for an HDF5 --data")
     e.add_argument("--split", default="test", help="train, val, test or all")
@@ -133,6 +166,8 @@ def register(sub) -> None:
     e.add_argument("--min-tpr", type=float, default=0.8, help="ROC operating point: lowest TPR allowed")
     e.add_argument("--saliency", type=int, default=0, metavar="N", help="draw N saliency maps")
     e.add_argument("--embedding", action="store_true", help="draw a t-SNE embedding of the features")
+    e.add_argument("--views", type=int, choices=[1, 2, 4, 8],
+                   help="test-time views averaged per frame (default: the checkpoint's own, else 1)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="auto")
     e.add_argument("--workers", type=int, default=0)
@@ -284,7 +319,7 @@ def run_evaluate(args) -> int:
                          min_tpr=args.min_tpr, saliency=args.saliency, embedding=args.embedding,
                          batch_size=args.batch_size, device=args.device, workers=args.workers,
                          progress=False if args.no_progress else None,
-                         report=lambda s: print(s, file=sys.stderr))
+                         report=lambda s: print(s, file=sys.stderr), views=args.views)
     b = res["binary"]
     line = (f"{res['n']} frames: accuracy {100 * res['accuracy']:.2f} %; "
             f"{'+'.join(b['positive'])} vs rest: sensitivity {_pc(b['sensitivity'])}, "
@@ -292,6 +327,38 @@ def run_evaluate(args) -> int:
     if "roc" in res:
         line += f", AUC {res['roc']['auc']:.4f}"
     print(line + f"; {len(res['bad'])} unreadable; report in {args.out}")
+    return 0
+
+
+def run_train_head(args) -> int:
+    from xtalscreen.models.pretrained import load_screening_model
+    from xtalscreen.train import FrameDataset
+    from xtalscreen.train.head import fit_head, save_head
+    from xtalscreen.train.loop import resolve_device
+
+    dev = resolve_device(args.device)
+    model, pp, meta = load_screening_model(args.model)
+    model.to(dev)
+    data = _load(args, args.target)
+    split = None if args.split in ("all", "") else args.split
+    data = data.split(split)
+    if not len(data):
+        raise ParameterError(f"--split {args.split}: no labelled frames in {args.data}; give another "
+                             "--split (all: every frame)")
+    print(f"fitting a {args.target} head ({', '.join(data.classes)}) on {meta['model_name']} features "
+          f"of {len(data)} frames {data.class_counts()}, {args.views} view(s)", file=sys.stderr)
+    new, info = fit_head(model, FrameDataset(data, pp), views=args.views, c=args.c,
+                         batch_size=args.batch_size, device=dev, workers=args.workers,
+                         progress=False if args.no_progress else None)
+    for line in info["unreadable"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    for c, v in info["cv"].items():
+        print(f"  C {c:g}: cross-validated log-loss {v['log_loss']:.4f}, accuracy "
+              f"{100 * v['accuracy']:.2f} %", file=sys.stderr)
+    out = save_head(args.out, new.cpu(), pp, data, info, base=meta)
+    print(f"wrote {out}: {meta['model_name']} with a {len(data.classes)}-class head (C {info['c']:g}, "
+          f"training accuracy {100 * info['train_accuracy']:.2f} % on {info['n_train']} frames, "
+          f"{args.views} view(s)); {len(info['unreadable'])} unreadable frame(s)")
     return 0
 
 

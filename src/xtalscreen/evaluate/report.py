@@ -174,13 +174,14 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
                    min_tpr: float = 0.8, saliency: int = 0, embedding: bool = False,
                    batch_size: int = 64, device: str = "auto", workers: int = 0,
                    progress: bool | None = None, max_embedding: int = 1000, rng=0,
-                   report=None) -> dict:
+                   report=None, views: int | None = None) -> dict:
     """Run a checkpoint over a dataset and write the report folder (module docstring).
 
     Parameters
     ----------
-    model_path : path
-        Checkpoint from ``xtalscreen train``.
+    model_path : path or str
+        Checkpoint from ``xtalscreen train`` (or ``train-head``, ``calibrate``), or the name of a
+        shipped model (``"default"``, ``"diffranet5"``).
     data : path
         Dataset in any layout of :func:`xtalscreen.train.datasets.load_labels`.
     out_dir : path, keyword-only
@@ -192,6 +193,10 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
         Draw the t-SNE embedding of the features (at most ``max_embedding`` frames).
     report : callable, keyword-only
         Receives one line per unreadable frame.
+    views : int, keyword-only
+        Test-time views (1, 2, 4, 8) averaged per frame; None: the checkpoint's own ``views``
+        (a head fitted by ``xtalscreen train-head`` records them), else 1. Figures at operating
+        points always use each point's views.
 
     Returns
     -------
@@ -203,9 +208,14 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
     from xtalscreen.train.datasets import FrameDataset, load_labels
     from xtalscreen.train.loop import predict, resolve_device
 
+    from xtalscreen.models.pretrained import resolve_model
+    from xtalscreen.preprocess.views import check_views
+
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    model_path = resolve_model(model_path)
     model, pp, meta = load_model(model_path, device=dev)
+    views = check_views(views if views is not None else meta.get("views") or 1)
     target = meta["target"]
     ds = load_labels(data, target=target, split=split, annotations=annotations)
     if tuple(ds.classes) != tuple(meta["classes"]):
@@ -213,7 +223,7 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
                          path=str(model_path))
     fd = FrameDataset(ds, pp)
     probs, labels = predict(model, fd, batch_size=batch_size, device=dev, workers=workers,
-                            progress=progress)
+                            progress=progress, views=views)
     ok = labels >= 0
     bad = [fd.bad.get(int(i), f"{ds.files[i]} (frame {int(ds.frames[i])}): unreadable")
            for i in np.flatnonzero(~ok)]
@@ -226,7 +236,7 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
     at_points = at_operating_points(
         _at_point_views(probs, ok, keys, meta, lambda v, idx: predict(
             model, FrameDataset(ds.subset(idx), pp), batch_size=batch_size, device=dev,
-            workers=workers, views=v)[0]),
+            workers=workers, views=v)[0], have=views),
         labels[ok], keys, meta)
     if at_points is not None:
         res["operating_points"] = at_points
@@ -255,6 +265,7 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
     res["bad"] = bad
     res["provenance"] = {"model": str(model_path), "model_name": meta["model_name"],
                          "model_epoch": meta.get("epoch"), "data": str(data), "split": split,
+                         "views": views,
                          "device": str(dev), "seconds": round(time.perf_counter() - t0, 3),
                          "xtalscreen": meta.get("xtalscreen_version")}
     (out / "metrics.json").write_text(json.dumps(res, indent=1))
@@ -281,10 +292,10 @@ def _detector_keys(fd, ds, idx, meta) -> list | None:
     return keys
 
 
-def _at_point_views(probs, ok, keys, meta, predict_views) -> np.ndarray:
-    """``probs[ok]``, with the rows of detectors whose operating point was fitted on several
-    test-time views replaced by ``predict_views(views, items)`` (those items only, one pass
-    per views count)."""
+def _at_point_views(probs, ok, keys, meta, predict_views, have: int = 1) -> np.ndarray:
+    """``probs[ok]`` (computed with ``have`` test-time views), with the rows of detectors
+    whose operating point was fitted on other views replaced by ``predict_views(views, items)``
+    (those items only, one pass per views count)."""
     out = probs[ok]
     if keys is None:
         return out
@@ -295,7 +306,7 @@ def _at_point_views(probs, ok, keys, meta, predict_views) -> np.ndarray:
     keys = np.asarray(keys)
     views = np.array([getattr(point_for(points, k), "views", 1) for k in keys])
     items = np.flatnonzero(ok)
-    for v in sorted(set(views.tolist()) - {1}):  # out is a copy already (boolean indexing)
+    for v in sorted(set(views.tolist()) - {have}):  # out is a copy already (boolean indexing)
         m = views == v
         out[m] = predict_views(v, items[m])
     return out

@@ -6,6 +6,11 @@ CSPAD, Pilatus 2M) by ``scripts/train_default_model.py`` (from scratch, then fin
 near the Hit/Miss boundary); its card (``default_ke.json`` next to the weights) records the data,
 the commands and the measured accuracy.
 
+``diffranet5`` is the same network with a new last layer for DiffraNet's five classes (blank,
+no-crystal, weak, good, strong), fitted by ``scripts/train_diffranet_head.py`` with
+:func:`xtalscreen.train.head.fit_head` on its spot-count features at 8 test-time views (card
+``diffranet5.json``). ``screen`` maps its classes to Hit (good, strong) / Maybe (weak) / Miss.
+
 >>> from xtalscreen.models.pretrained import load_default, model_card   # doctest: +SKIP
 >>> model, preprocess, meta = load_default()
 >>> model_card()["test"]["overall"]["sensitivity"]
@@ -23,7 +28,8 @@ from xtalscreen.errors import InputError
 __all__ = ["PRETRAINED", "resolve_model", "load_default", "model_card", "load_screening_model"]
 
 #: name -> (weights file, card file) inside ``xtalscreen.models.weights``
-PRETRAINED = {"default": ("default_ke.pt", "default_ke.json")}
+PRETRAINED = {"default": ("default_ke.pt", "default_ke.json"),
+              "diffranet5": ("diffranet5.pt", "diffranet5.json")}
 
 
 def _resource(name: str) -> Path:

@@ -9,7 +9,9 @@ error, to close files).
 
 :class:`FileCollector` writes into ``out``:
 
-``results.csv``  ``file, frame, p_hit, p_maybe, p_miss, decision[, n_spots], flags``; flushed
+``results.csv``  ``file, frame, p_hit, p_maybe, p_miss, decision[, class][, n_spots], flags``
+                 (``class``: the model's own most probable class, for a model whose classes
+                 are not Hit/Maybe/Miss, e.g. DiffraNet's for ``--model diffranet5``); flushed
                  after every batch, so an interrupted run leaves a valid partial CSV. ``flags``
                  (``;``-separated): ``no_beam_center``, ``no_geometry``, ``saturated`` (each
                  also warned once per file), ``all_masked`` (decision ``bad``, counted in the
@@ -187,11 +189,15 @@ class FileCollector:
         layout is written as its compressed source chunk
         (:class:`~xtalscreen.screen.workers.SourceChunks`) instead of being compressed again.
         Pass False when the reader changed the pixel values (dark/gain corrections).
+    classes : sequence of str, keyword-only
+        The model's classes; when they are not ``hit, maybe, miss`` a ``class`` column holds
+        each frame's most probable one (:attr:`FrameResult.label`).
     """
 
     def __init__(self, out, *, spots: bool = False, write_hits: bool = True,
                  live: bool | None = None, live_every: float = 2.0, trained_on: dict | None = None,
-                 echo: Callable[[str], Any] | None = None, source_chunks: bool = False) -> None:
+                 echo: Callable[[str], Any] | None = None, source_chunks: bool = False,
+                 classes=None) -> None:
         self.out = Path(out)
         self.source_chunks = bool(source_chunks)
         try:
@@ -199,6 +205,7 @@ class FileCollector:
         except OSError as exc:
             raise InputError(f"cannot create the output folder: {exc}", path=str(self.out)) from None
         self.spots = bool(spots)
+        self.own_classes = classes is not None and tuple(classes) != ("hit", "maybe", "miss")
         self.write_hits = bool(write_hits)
         self.live = sys.stderr.isatty() if live is None else bool(live)
         self.live_every = float(live_every)
@@ -222,6 +229,8 @@ class FileCollector:
         self._t0 = self._last_live = time.perf_counter()
         self._csv_fh = open(self.out / "results.csv", "w", newline="")
         cols = ["file", "frame", "p_hit", "p_maybe", "p_miss", "decision"]
+        if self.own_classes:
+            cols.append("class")
         if self.spots:
             cols.append("n_spots")
         cols.append("flags")
@@ -242,6 +251,8 @@ class FileCollector:
         else:
             probs = [f"{result.p_hit:.5f}", f"{result.p_maybe:.5f}", f"{result.p_miss:.5f}"]
         row = [result.file, result.frame, *probs, result.decision]
+        if self.own_classes:
+            row.append(result.label or "")
         if self.spots:
             row.append("" if result.n_spots is None else result.n_spots)
         row.append(";".join(result.flags))

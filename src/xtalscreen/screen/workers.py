@@ -53,6 +53,7 @@ class FrameResult:
     decision: str
     n_spots: int | None = None
     flags: tuple = ()
+    label: str | None = None  # the model's own class (argmax) when it is not Hit/Maybe/Miss
     multi: bool = False  # the frame is one event of a multi-frame file (``//N`` in hits.lst)
     shape: tuple = ()
     pixel_size: float | None = None
@@ -178,7 +179,10 @@ class FrameProcessor:
     views : int or None, keyword-only
         Test-time views (1, 2, 4 or 8 dihedral orientations, logits averaged;
         :mod:`xtalscreen.preprocess.views`) for every frame; None: those the frame's operating
-        point was fitted with (1 without a point).
+        point was fitted with, else ``default_views``.
+    default_views : int or None, keyword-only
+        Views of a frame without an operating point when ``views`` is None: the checkpoint's own
+        ``views`` (a head fitted by ``xtalscreen train-head`` records them); None: 1.
     device : str or torch.device, keyword-only
         Where inference runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``"auto"``: CUDA when present).
         Reading and preprocessing stay on the CPU; each batch goes to the device as one
@@ -187,7 +191,7 @@ class FrameProcessor:
 
     def __init__(self, model, preprocess, classes, *, threshold: float | None = None,
                  spots=None, device="cpu", operating_points: dict | None = None,
-                 views: int | None = None) -> None:
+                 views: int | None = None, default_views: int | None = None) -> None:
         import torch
 
         from xtalscreen.preprocess.views import check_views
@@ -201,10 +205,13 @@ class FrameProcessor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.prepare = FastPreprocess(preprocess)
         self.weights = class_weights(classes)
+        self.classes = tuple(str(c) for c in classes)
+        self.own_classes = self.classes != ("hit", "maybe", "miss")
         self.threshold = None if threshold is None else float(threshold)
         self.points = parse_operating_points(operating_points)
         self.spots = spots or NoSpots()
         self.views = None if views is None else check_views(views)
+        self.default_views = 1 if default_views is None else check_views(default_views)
         self.timings = Timings()
 
     def infer(self, frames: list, views=None) -> tuple[list, np.ndarray]:
@@ -242,14 +249,14 @@ class FrameProcessor:
 
         ops = ([point_for(self.points, detector_key(f.data.shape)) for f in frames] if self.points
                else [None] * len(frames))
-        views = [self.views or (1 if op is None else op.views) for op in ops]
+        views = [self.views or (self.default_views if op is None else op.views) for op in ops]
         prepared, logits = self.infer(frames, views)
         t1 = time.perf_counter()
         temps = np.array([1.0 if op is None else op.temperature for op in ops])
         probs = hit_maybe_miss(logits, self.weights, temps)
         t2 = time.perf_counter()
         out = []
-        for f, pp, pr, op in zip(frames, prepared, probs, ops):
+        for f, pp, pr, op, z in zip(frames, prepared, probs, ops, logits):
             flags = ["no_beam_center"] if pp.no_beam_center else []
             if f.data.ndim == 3 and f.data.shape[0] > 1 and f.geometry is None:
                 flags.append("no_geometry")  # panels stacked: the crop is not the detector's
@@ -268,6 +275,8 @@ class FrameProcessor:
                 file=str(f.source), frame=int(f.index), p_hit=float(pr[0]), p_maybe=float(pr[1]),
                 p_miss=float(pr[2]), decision=decision,
                 n_spots=None if decision == "bad" else self.spots(f), flags=tuple(flags),
+                label=(self.classes[int(np.argmax(z))] if self.own_classes and decision != "bad"
+                       else None),
                 multi=f.format in MULTI_FORMATS or f.index > 0,
                 shape=tuple(f.data.shape), pixel_size=f.pixel_size, distance=f.distance))
         t3 = time.perf_counter()
@@ -300,7 +309,8 @@ def _init_worker(model_path: str, threshold: float | None, spot_params, read_opt
     spots = NoSpots() if spot_params is None else SpotCounter(**spot_params)
     proc = FrameProcessor(model, pp, meta["classes"], threshold=threshold, spots=spots,
                           device=device, operating_points=parse_operating_points(
-                              meta.get("operating_points"), path=model_path), views=views)
+                              meta.get("operating_points"), path=model_path), views=views,
+                          default_views=meta.get("views"))
     _STATE["proc"] = proc
     _STATE["built"] = (key, proc)
 

@@ -1,4 +1,6 @@
-"""Shipped model weights (package data): ``default_ke.pt`` + its card ``default_ke.json``.
+"""Shipped model weights (package data): ``default_ke.pt`` + its card ``default_ke.json``, and
+``diffranet5.pt`` + ``diffranet5.json`` (DiffraNet's five classes: a new last layer on the same
+network, ``scripts/train_diffranet_head.py``).
 
 Load them with :func:`xtalscreen.models.pretrained.load_default`; regenerate them with
 ``scripts/train_default_model.sh``.
