@@ -280,3 +280,26 @@ def test_grouped_rule_meets_the_rate_on_every_group():
         assert np.mean(s[m] < spec.threshold) >= 0.9
     with pytest.raises(ParameterError, match="one group per frame"):
         fit_operating_point(z, y, groups=g[:-1])
+
+
+def test_layout_key_and_point_key():
+    from xtalscreen.evaluate.operating import layout_key, point_key
+    from xtalscreen.io.frame import Frame
+    from xtalscreen.io.geometry import DetectorGeometry, Panel
+
+    def panel(i, h, w, ss0):
+        return Panel(name=f"p{i}", min_fs=0, max_fs=w - 1, min_ss=ss0, max_ss=ss0 + h - 1,
+                     corner_x=0.0, corner_y=float(ss0))
+
+    even = DetectorGeometry([panel(0, 4, 6, 0), panel(1, 4, 6, 4)])
+    uneven = DetectorGeometry([panel(0, 4, 6, 0), panel(1, 3, 6, 4)])
+    f = Frame(np.zeros((8, 6), np.float32), geometry=even)
+    assert layout_key(f) == "2x4x6" and layout_key(Frame(np.zeros((8, 6), np.float32))) == ""
+    assert layout_key(Frame(np.zeros((7, 6), np.float32), geometry=uneven)) == ""
+    pts = {"2x4x6": OperatingPoint(0.4, layout="2x4x6"), "*": OperatingPoint(0.5, layout="2x4x6")}
+    assert point_key(pts, f) == "2x4x6"  # by layout (the raw key is 8x6)
+    assert point_key({"8x6": OperatingPoint(0.3), **pts}, f) == "8x6"  # its own first
+    assert point_key({"*": OperatingPoint(0.5, layout="2x4x6")}, f) == "8x6"  # never '*' by layout
+    assert point_key({"b": {"threshold": 0.4, "layout": "2x4x6"}}, f) == "b"  # dicts as stored
+    assert point_key(pts, Frame(np.zeros((8, 6), np.float32))) == "8x6"
+    assert OperatingPoint.from_dict({"threshold": 0.4}).layout == ""  # files before the field

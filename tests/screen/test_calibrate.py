@@ -322,3 +322,55 @@ def test_views_are_calibrated_recorded_and_applied_by_screen(labelled, model_any
         OperatingPoint(threshold=0.5, views=3)
     with pytest.raises(ParameterError, match="views must be one of"):
         calibrate(str(model_any_size), labelled, out=tmp_path / "w.pt", views=5)
+
+
+def _two_panel_geometry(path, *, stacked: bool):
+    """Two 40 x 64 panels 10 px apart: as slabs of (2, 40, 64) data, or stacked in (80, 64)."""
+    from xtalscreen.io.crystfel import write_geom
+    from xtalscreen.io.geometry import DetectorGeometry, Panel
+
+    panels = [Panel(name=f"p{i}", min_fs=0, max_fs=63, min_ss=40 * i if stacked else 0,
+                    max_ss=40 * i + 39 if stacked else 39, corner_x=-32.0, corner_y=-45.0 + 50.0 * i,
+                    res=1 / 172e-6, clen=0.2, slab=None if stacked else i) for i in range(2)]
+    write_geom(DetectorGeometry(panels), path)
+    return path
+
+
+def test_a_point_serves_the_same_panel_layout_stored_another_way(model_any_size, tmp_path, frames_factory):
+    """A JUNGFRAU-like case: calibrated on (2, 40, 64) slabs, the point also serves the same
+    detector stored as (80, 64) with its geometry; its raw key differs, its layout does not."""
+    from xtalscreen.evaluate.operating import layout_key, point_key
+    from xtalscreen.io import open_frames
+
+    frames = frames_factory(40, (80, 64), beam_center=(32.0, 45.0), spots_every=2, seed=7)
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    write_hdf5_run([f.replace(data=f.data.reshape(2, 40, 64), mask=None) for f in frames], cal / "slabs.h5")
+    _two_panel_geometry(cal / "geometry.geom", stacked=False)
+    with open(cal / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "frame", "label", "split", "preset"])  # preset: geometry.geom applies
+        for i in range(40):
+            w.writerow(["slabs.h5", i, "hit" if i % 2 == 0 else "miss", "val", "jf"])
+    res = calibrate(str(model_any_size), cal, out=tmp_path / "c.pt", min_sensitivity=0.9, min_frames=20)
+    assert set(res.points) == {"2x40x64"} and res.points["2x40x64"].layout == "2x40x64"
+    meta = load_model(tmp_path / "c.pt")[2]
+    assert meta["operating_points"]["2x40x64"]["layout"] == "2x40x64"
+
+    write_hdf5_run(frames, tmp_path / "stacked.h5")
+    geom = _two_panel_geometry(tmp_path / "stacked.geom", stacked=True)
+    f0 = next(iter(open_frames(tmp_path / "stacked.h5", geometry=geom)))
+    assert f0.data.shape == (80, 64) and layout_key(f0) == "2x40x64"
+    assert point_key(res.points, f0) == "2x40x64"
+    assert point_key(res.points, f0.replace(geometry=None)) == "80x64"  # no geometry: raw key
+    a = screen([cal / "slabs.h5"], out=tmp_path / "a", model=str(tmp_path / "c.pt"),
+               geometry=str(cal / "geometry.geom"), live=False)
+    b = screen([tmp_path / "stacked.h5"], out=tmp_path / "b", model=str(tmp_path / "c.pt"),
+               geometry=str(geom), live=False)
+    ra, rb = rows(tmp_path / "a"), rows(tmp_path / "b")
+    assert [r["decision"] for r in ra] == [r["decision"] for r in rb]
+    assert [r["p_hit"] for r in ra] == [r["p_hit"] for r in rb]  # same temperature, same input
+    assert a.hits == b.hits
+    # without the layout the stacked frames would get no point: other probabilities
+    op = res.points["2x40x64"]
+    assert abs(op.temperature - 1.0) > 0.05, op

@@ -129,3 +129,26 @@ def test_screen_with_diffranet5_writes_its_classes(tmp_path, workers):
     # the default model's results have no class column
     screen([tmp_path / "run.h5"], out=tmp_path / "d", workers=1, live=False)
     assert "class" not in (tmp_path / "d" / "results.csv").read_text().splitlines()[0].split(",")
+
+
+def test_jungfrau_stored_stacked_gets_the_jungfrau_point():
+    """The shipped JUNGFRAU 4M point (raw key 8x512x1024) also serves the same detector stored
+    as 4096 x 1024 with a geometry that stacks its 8 modules (the point's recorded layout)."""
+    import dataclasses
+
+    from xtalscreen.evaluate.operating import point_key
+    from xtalscreen.io.frame import Frame
+    from xtalscreen.io.geometry import DetectorGeometry
+    from xtalscreen.screen.workers import parse_operating_points
+    from xtalscreen.simulate import get_preset
+
+    _, _, meta = load_default()
+    points = parse_operating_points(meta["operating_points"])
+    geom = get_preset("jungfrau4m").detector.geometry
+    stacked = DetectorGeometry([dataclasses.replace(p, slab=None, min_ss=p.min_ss + 512 * p.slab,
+                                                    max_ss=p.max_ss + 512 * p.slab)
+                                for p in geom.panels])
+    f = Frame(np.zeros((4096, 1024), np.float32), geometry=stacked)
+    assert point_key(points, f) == "8x512x1024"
+    assert point_key(points, Frame(np.zeros((4096, 1024), np.float32))) == "4096x1024"  # no geometry
+    assert points["32x185x388"].layout == "64x185x194"

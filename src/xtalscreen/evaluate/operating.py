@@ -60,6 +60,42 @@ def detector_key(shape) -> str:
     return "x".join(str(int(s)) for s in shape)
 
 
+def layout_key(frame) -> str:
+    """The panel layout of a frame's detector geometry, ``"NxHxW"`` (N panels of H x W pixels),
+    or ``""`` without a geometry or with panels of several sizes.
+
+    One detector stored in two array layouts has one layout key but two raw keys
+    (:func:`detector_key`): a JUNGFRAU 4M as ``8 x 512 x 1024`` or stacked as ``4096 x 1024``
+    with a geometry file is ``"8x512x1024"`` either way.
+    """
+    panels = getattr(getattr(frame, "geometry", None), "panels", None)
+    if not panels:
+        return ""
+    sizes = {(p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1) for p in panels}
+    if len(sizes) != 1:
+        return ""
+    (h, w), = sizes
+    return f"{len(panels)}x{h}x{w}"
+
+
+def point_key(points: dict, frame) -> str:
+    """The key of ``frame``'s operating point in ``points``: its raw :func:`detector_key` when
+    ``points`` has it; else the key of a point fitted on a detector of the same panel layout
+    (:func:`layout_key`, recorded by ``xtalscreen calibrate``; the first in key order); else the
+    raw key, for which :func:`point_for` gives the pooled point."""
+    key = detector_key(frame.data.shape)
+    if key in points:
+        return key
+    lay = layout_key(frame)
+    if lay:
+        for k in sorted(points):
+            p = points[k]
+            if k != ANY_DETECTOR and (p.get("layout") if isinstance(p, dict)
+                                      else getattr(p, "layout", "")) == lay:
+                return k
+    return key
+
+
 def softmax(logits, temperature=1.0) -> np.ndarray:
     """``softmax(logits / temperature)`` per row, in float64; ``temperature`` a number or one
     per row."""
@@ -139,6 +175,7 @@ class OperatingPoint:
     rule: str = ""
     source: str = ""
     views: int = 1
+    layout: str = ""  # the calibration frames' panel layout (layout_key): serves other array layouts
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "views", check_views(self.views))

@@ -276,18 +276,21 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
 
 
 def _detector_keys(fd, ds, idx, meta) -> list | None:
-    """The detector key (raw data shape) of items ``idx``, read once per file; None when the
-    model has no operating points (nothing read)."""
+    """The operating-point key (:func:`~xtalscreen.evaluate.operating.point_key`: the raw data
+    shape, or a point of the same panel layout) of items ``idx``, read once per file; None when
+    the model has no operating points (nothing read)."""
     if not meta.get("operating_points") or fd.photos:
         return None
-    from xtalscreen.evaluate.operating import detector_key
+    from xtalscreen.evaluate.operating import point_key
+    from xtalscreen.screen.workers import parse_operating_points
 
+    points = parse_operating_points(meta["operating_points"], path=meta.get("path", ""))
     by_file: dict = {}
     keys = []
     for i in idx:
         f = ds.files[i]
         if f not in by_file:
-            by_file[f] = detector_key(fd.read(int(i)).data.shape)
+            by_file[f] = point_key(points, fd.read(int(i)))
         keys.append(by_file[f])
     return keys
 

@@ -16,6 +16,7 @@ kernels (TF32) can move scores by more than the gap around a threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     ds = FrameDataset(items, None)
     res = CalibrationResult()
     try:
-        logits, labels, keys = _score(proc, ds, items, order, batch, res, echo)
+        logits, labels, keys, layouts = _score(proc, ds, items, order, batch, res, echo)
     finally:
         ds.close()
     res.frames = len(labels)
@@ -204,6 +205,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
                                                 min_specificity=min_specificity,
                                                 balanced=balanced, confidence=confidence,
                                                 views=views, source=f"{source}, {n} frames")
+            res.points[k] = dataclasses.replace(res.points[k], layout=layouts.get(k, ""))
         except ParameterError as exc:
             res.skipped.append(f"detector {k}: {exc}")
             continue
@@ -235,10 +237,11 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
 
 
 def _score(proc, ds, items, order, batch, res, echo):
-    """Logits, labels and detector keys of the frames ``order`` (bad ones go to ``res``)."""
-    from xtalscreen.evaluate.operating import detector_key
+    """Logits, labels and detector keys of the frames ``order`` (bad ones go to ``res``), and
+    the panel layout of each key (:func:`~xtalscreen.evaluate.operating.layout_key`)."""
+    from xtalscreen.evaluate.operating import detector_key, layout_key
 
-    logits, labels, keys = [], [], []
+    logits, labels, keys, layouts = [], [], [], {}
     for start in range(0, len(order), batch):
         frames, idx = [], []
         for i in order[start:start + batch]:
@@ -262,5 +265,6 @@ def _score(proc, ds, items, order, batch, res, echo):
             logits.append(row)
             labels.append(int(items.labels[i]))
             keys.append(detector_key(f.data.shape))
+            layouts.setdefault(keys[-1], layout_key(f))
         echo(f"scored {min(start + batch, len(order))} / {len(order)} frames")
-    return logits, labels, keys
+    return logits, labels, keys, layouts

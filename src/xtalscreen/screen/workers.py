@@ -245,9 +245,9 @@ class FrameProcessor:
 
     def process(self, frames: list) -> list[FrameResult]:
         """Results of ``frames`` (same order). Every frame gives one result."""
-        from xtalscreen.evaluate.operating import detector_key, hit_maybe_miss, point_for
+        from xtalscreen.evaluate.operating import hit_maybe_miss, point_for, point_key
 
-        ops = ([point_for(self.points, detector_key(f.data.shape)) for f in frames] if self.points
+        ops = ([point_for(self.points, point_key(self.points, f)) for f in frames] if self.points
                else [None] * len(frames))
         views = [self.views or (self.default_views if op is None else op.views) for op in ops]
         prepared, logits = self.infer(frames, views)
