@@ -98,12 +98,12 @@ def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> di
     # the model's own per-detector operating points (xtalscreen calibrate), as `screen` applies them
     op_keep = None
     if meta.get("operating_points"):
-        from xtalscreen.evaluate.operating import detector_key, keep_at_points, point_for
+        from xtalscreen.evaluate.operating import keep_at_points, point_for, point_key
         from xtalscreen.screen.workers import parse_operating_points
 
         points = parse_operating_points(meta["operating_points"], path=meta["path"])
         ds = FrameDataset(data, pp)
-        key_of = {p: detector_key(ds.read(int(np.flatnonzero(presets == p)[0])).data.shape)
+        key_of = {p: point_key(points, ds.read(int(np.flatnonzero(presets == p)[0])))
                   for p in set(presets)}
         op_probs = probs.copy()
         for p in set(presets):  # a point fitted on several test-time views gets them here too

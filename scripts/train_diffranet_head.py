@@ -46,12 +46,30 @@ def simulate(out: Path, n: int, seed: int, workers: int) -> None:
 
     from xtalscreen.simulate import simulate_dataset
 
-    if (out / "labels.csv").is_file():
+    if (out / "labels.csv").is_file():  # made before: only when it is the set asked for
+        try:
+            made = json.loads((out / "dataset.json").read_text())
+        except (OSError, ValueError):
+            made = {}
+        if (made.get("seed"), made.get("n")) != (seed, n):
+            raise SystemExit(f"{out} holds a set of seed {made.get('seed')}, {made.get('n')} frames, "
+                             f"not seed {seed}, {n} frames: give another --work or remove it")
         return
     cfg = tdm.training_configs("measured")["diffranet"]
     cfg.labels.draw_counts = dict(DRAW_COUNTS)
     simulate_dataset(out, presets=("diffranet",), n=n, seed=seed, workers=workers, split=(0, 0, 100),
                      spots="none", configs={"diffranet": cfg}, progress=False)
+
+
+def trained_on() -> dict:
+    """The head's detector (``screen`` warns about frames far from it): the DiffraNet CCD."""
+    from xtalscreen.simulate import get_preset
+
+    d = get_preset("diffranet").detector
+    a = d.pixel_size / d.distance
+    return {"angular_pixel": [a, a],
+            "detectors": {"diffranet": {"pixel_size_m": d.pixel_size, "distance_m": d.distance}},
+            "note": "the network saw three detectors; its five-class head only the DiffraNet CCD"}
 
 
 def scores(model, pp, data, views: int) -> dict:
@@ -126,6 +144,7 @@ def main(argv=None) -> int:
                  "note": "every layer but the last is the base model's, unchanged"},
         "head": {k: v for k, v in info.items() if k != "unreadable"},
         "views": args.views,
+        "trained_on": trained_on(),
         "training_data": {"preset": "diffranet", "frames": args.train_frames, "seed": args.train_seed,
                           "ice_prob": 0.25, "labels": "measured", "draw_counts": DRAW_COUNTS},
         "test_data": {"preset": "diffranet", "frames": args.test_frames, "seed": args.test_seed,

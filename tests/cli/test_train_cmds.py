@@ -145,4 +145,4 @@ def test_train_head_errors_name_the_problem(trained, tmp_path, capsys):
     assert rc == 1 and "blank (0)" in err and not (tmp_path / "h.pt").exists()
     rc = main(["train-head", "--model", str(run / "best.pt"), "--data", str(data), "--c", "-1",
                "--target", "ke", "--out", str(tmp_path / "h.pt")])
-    assert rc == 1 and "c must be a positive number" in capsys.readouterr().err
+    assert rc == 1 and "--c must be a positive number" in capsys.readouterr().err

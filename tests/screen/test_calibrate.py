@@ -374,3 +374,20 @@ def test_a_point_serves_the_same_panel_layout_stored_another_way(model_any_size,
     # without the layout the stacked frames would get no point: other probabilities
     op = res.points["2x40x64"]
     assert abs(op.temperature - 1.0) > 0.05, op
+
+
+def test_calibrate_uses_the_files_recorded_views_and_a_damaged_entry_is_named(labelled, model_any_size,
+                                                                             tmp_path):
+    from xtalscreen.errors import InputError
+    from xtalscreen.train import update_checkpoint
+
+    head = update_checkpoint(model_any_size, tmp_path / "head.pt", views=2)  # as train-head writes
+    res = calibrate(str(head), labelled, out=tmp_path / "c.pt", min_sensitivity=0.9, min_frames=20)
+    assert {op.views for op in res.points.values()} == {2}
+    res1 = calibrate(str(head), labelled, out=tmp_path / "c1.pt", min_sensitivity=0.9, min_frames=20,
+                     views=1)
+    assert {op.views for op in res1.points.values()} == {1}
+    bad = update_checkpoint(model_any_size, tmp_path / "bad.pt", views=3)
+    with pytest.raises(InputError, match="views entry is damaged") as e:
+        load_model(bad)
+    assert "bad.pt" in str(e.value)

@@ -142,3 +142,15 @@ def test_unreadable_frames_are_left_out_and_named(three_class, base, tmp_path):
     new, info = fit_head(base, FrameDataset(data, PP), c=1.0)
     assert info["n_train"] == len(data) - 1
     assert len(info["unreadable"]) == 1 and "missing.h5" in info["unreadable"][0]
+
+
+def test_the_new_layer_follows_the_models_dtype(three_class, base):
+    import copy
+
+    dbl = copy.deepcopy(base).double()
+    ds = FrameDataset(load_labels(three_class, target="ke"), PP)
+    new, _ = fit_head(dbl, ds, c=1.0)
+    assert new.get_classifier().weight.dtype == torch.float64
+    with torch.no_grad():
+        x = torch.from_numpy(ds[0][0][None].numpy()).double()
+        assert new(x).shape == (1, 3)

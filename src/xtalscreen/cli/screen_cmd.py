@@ -15,7 +15,9 @@ def register(sub) -> None:
         description="Read frames (any supported file, folder, glob, list file or HDF5 run, or a live "
                     "ZeroMQ stream), classify each as hit / maybe / miss with the shipped model or a "
                     "checkpoint from 'xtalscreen train', and write OUT/results.csv (file, frame, "
-                    "p_hit, p_maybe, p_miss, decision[, n_spots], flags), OUT/hits.lst (CrystFEL list "
+                    "p_hit, p_maybe, p_miss, decision[, class][, n_spots], flags; class: the model's "
+                    "own class when its classes are not hit/maybe/miss, e.g. DiffraNet's for "
+                    "--model diffranet5), OUT/hits.lst (CrystFEL list "
                     "of the kept frames: hit or maybe), OUT/hits.h5 (the kept frames) and OUT/bad.txt. "
                     "A frame is kept when p_hit + p_maybe >= --threshold; without --threshold, "
                     "each detector's operating point stored in the model by 'xtalscreen "
@@ -32,7 +34,8 @@ def register(sub) -> None:
                  "  xtalscreen screen --zmq tcp://127.0.0.1:5555 --max-frames 1000 --out live/")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders, globs or .lst list files")
     p.add_argument("--model", default="default",
-                   help="'default' (the shipped model) or a checkpoint file from xtalscreen train")
+                   help="'default' (the shipped model), 'diffranet5' (the same network with "
+                        "DiffraNet's five classes) or a checkpoint file from xtalscreen train")
     p.add_argument("--out", default="screen_out", help="output folder")
     p.add_argument("--workers", type=int, default=1, help="worker processes (reading + inference)")
     p.add_argument("--batch", type=int, default=32, help="frames per inference batch / work unit")
@@ -43,7 +46,8 @@ def register(sub) -> None:
                         "calibrated model's temperatures still scale the probabilities")
     p.add_argument("--views", type=int, choices=[1, 2, 4, 8], default=None,
                    help="test-time views averaged per frame (rotations/mirrors, one forward pass "
-                        "each; default: those of the detector's operating point, 1 without one)")
+                        "each; default: those of the detector's operating point, else the model "
+                        "file's own (train-head records them), else 1)")
     p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data)")
     p.add_argument("--mask", help="mask file (nonzero = bad) ORed into every frame's mask")
     p.add_argument("--dataset", help="HDF5 dataset holding the frames (auto-detected when not given)")
@@ -103,10 +107,11 @@ def register(sub) -> None:
     c.add_argument("--min-frames", type=int, default=50, help="frames a detector needs for a point")
     c.add_argument("--no-pooled", action="store_true",
                    help="do not fit the pooled point ('*') that serves other detectors")
-    c.add_argument("--views", type=int, choices=[1, 2, 4, 8], default=1,
+    c.add_argument("--views", type=int, choices=[1, 2, 4, 8], default=None,
                    help="score with the logits averaged over this many rotations/mirrors of the "
                         "input (recorded in the points; screen then uses as many for those "
-                        "detectors)")
+                        "detectors); default: the model file's own views (train-head records "
+                        "them), else 1")
     c.add_argument("--pooled-rule", choices=["each", "all"], default="each",
                    help="the pooled point meets the rate on each calibrated detector, under one "
                         "temperature (default: sensitivity first for an unseen detector), or on "
@@ -187,7 +192,8 @@ def run(args) -> int:
         print(f"thresholds ({how}): " + ", ".join(
             f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f}"
             + (f", {v['views']} views)" if v.get("views", 1) > 1 else ")")
-            for k, v in sorted(pts.items()) if k != ANY_DETECTOR) + f"; other detectors {other}")
+            for k, v in sorted(pts.items()) if k != ANY_DETECTOR)
+            + f"; other detectors {other} (a point of the same panel layout first)")
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(
         f"{k} {t.get(k, 0.0):.2f}" for k in ("read", "preprocess", "infer", "spots", "write")))

@@ -336,12 +336,17 @@ def run_train_head(args) -> int:
     from xtalscreen.train.head import fit_head, save_head
     from xtalscreen.train.loop import resolve_device
 
+    if args.c is not None and not (args.c > 0 and args.c < float("inf")):
+        raise ParameterError(f"--c must be a positive number, got {args.c!r}")
     dev = resolve_device(args.device)
     model, pp, meta = load_screening_model(args.model)
     model.to(dev)
     data = _load(args, args.target)
     split = None if args.split in ("all", "") else args.split
-    data = data.split(split)
+    try:
+        data = data.split(split)
+    except ParameterError as exc:
+        raise ParameterError(f"--split: {exc}, or all") from None
     if not len(data):
         raise ParameterError(f"--split {args.split}: no labelled frames in {args.data}; give another "
                              "--split (all: every frame)")

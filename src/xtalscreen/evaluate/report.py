@@ -307,7 +307,8 @@ def _at_point_views(probs, ok, keys, meta, predict_views, have: int = 1) -> np.n
 
     points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
     keys = np.asarray(keys)
-    views = np.array([getattr(point_for(points, k), "views", 1) for k in keys])
+    own = meta.get("views") or 1  # a detector without a point: the file's own views, as screen
+    views = np.array([getattr(point_for(points, k), "views", own) for k in keys])
     items = np.flatnonzero(ok)
     for v in sorted(set(views.tolist()) - {have}):  # out is a copy already (boolean indexing)
         m = views == v

@@ -75,7 +75,7 @@ class CalibrationResult:
 def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = None,
               min_specificity: float | None = None, balanced: bool = False,
               confidence: float | None = None, min_frames: int = 50, pooled: bool = True,
-              pooled_rule: str = "each", views: int = 1, batch: int = 32,
+              pooled_rule: str = "each", views: int | None = None, batch: int = 32,
               limit: int | None = None, device: str = "cpu", echo=None) -> CalibrationResult:
     """Fit per-detector operating points of ``model`` on labelled frames; write ``out``.
 
@@ -109,11 +109,12 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         at once, under one temperature fitted on their frames -- sensitivity first, since a new
         detector may be as hard as the hardest one seen; ``"all"``: on all frames counted
         together (a detector with many easy frames can then hide a hard one).
-    views : int, keyword-only
+    views : int or None, keyword-only
         Test-time views (1, 2, 4 or 8 dihedral orientations, logits averaged;
         :mod:`xtalscreen.preprocess.views`) the frames are scored with; recorded in each point,
         and ``screen`` applies them to that detector's frames. More views separate faint hits
-        from misses a little better at one forward pass each.
+        from misses a little better at one forward pass each. None: the model file's own
+        ``views`` (a head from ``xtalscreen train-head`` records them), else 1.
     batch, device : keyword-only
         Inference batch size and device.
     limit : int, keyword-only
@@ -152,7 +153,8 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
             raise ParameterError(f"{name} must be in (0, 1], got {v!r}")
     from xtalscreen.preprocess.views import check_views
 
-    views = check_views(views)
+    if views is not None:
+        views = check_views(views)
     if pooled_rule not in ("each", "all"):
         raise ParameterError(f"pooled_rule must be 'each' or 'all', got {pooled_rule!r}")
     if confidence is not None and not 0.0 < float(confidence) < 1.0:
@@ -163,6 +165,8 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         raise ParameterError(f"batch must be an integer >= 1, got {batch!r}")
     net, pp, meta = load_screening_model(model)
     weights = class_weights(meta["classes"])  # refuses non-screening models
+    if views is None:
+        views = meta.get("views") or 1
     if isinstance(data, LabelledSet):
         items = data if split is None else data.split(split)
     else:
@@ -265,6 +269,7 @@ def _score(proc, ds, items, order, batch, res, echo):
             logits.append(row)
             labels.append(int(items.labels[i]))
             keys.append(detector_key(f.data.shape))
-            layouts.setdefault(keys[-1], layout_key(f))
+            if not layouts.get(keys[-1]):  # the first frame of this shape with a geometry
+                layouts[keys[-1]] = layout_key(f)
         echo(f"scored {min(start + batch, len(order))} / {len(order)} frames")
     return logits, labels, keys, layouts

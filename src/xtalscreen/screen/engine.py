@@ -89,7 +89,8 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     views : int or None, keyword-only
         Test-time views averaged per frame (1, 2, 4, 8; :mod:`xtalscreen.preprocess.views`), each
         a forward pass, on every detector. None (default): the views each detector's operating
-        point was calibrated with (1 without a point). A point's threshold holds for the views
+        point was calibrated with; without a point the model file's own ``views`` (a head from
+        ``xtalscreen train-head`` records them), else 1. A point's threshold holds for the views
         it was fitted on; other counts shift the probabilities a little.
     **read_options
         For :func:`~xtalscreen.io.open_frames`: ``geometry``, ``mask``, ``beam_center``,

@@ -173,7 +173,9 @@ class FrameProcessor:
         ``{detector_key: OperatingPoint or dict}`` (a checkpoint's ``operating_points``): the
         temperature applied to the logits of that detector's frames and, when ``threshold`` is
         None, its threshold. Keys are raw data shapes
-        (:func:`~xtalscreen.evaluate.operating.detector_key`); ``"*"`` serves the others.
+        (:func:`~xtalscreen.evaluate.operating.detector_key`); a frame whose shape has none gets
+        a point of its geometry's panel layout
+        (:func:`~xtalscreen.evaluate.operating.point_key`), else ``"*"``.
     spots : callable, keyword-only
         ``spots(frame) -> int or None`` (:class:`NoSpots`, :class:`SpotCounter`).
     views : int or None, keyword-only

@@ -15,6 +15,8 @@ code runs on load) holding:
 ``xtalscreen_version``
 ``operating_points``  optional: ``{detector_key: OperatingPoint dict}`` written by
                  ``xtalscreen calibrate`` (:func:`update_checkpoint`), used by ``screen``
+``views``        optional: the test-time views a head was fitted with (``xtalscreen
+                 train-head``); ``evaluate``, ``calibrate`` and ``screen`` use them by default
 
 :func:`load_model` refuses a file of another format, schema or task with an
 :class:`~xtalscreen.errors.InputError` naming the file.
@@ -186,6 +188,14 @@ def load_model(path, *, task: str | None = TASK, device="cpu"):
     except (ParameterError, RuntimeError, KeyError, TypeError) as exc:
         raise InputError(f"the checkpoint does not rebuild: {str(exc).splitlines()[0][:300]}",
                          path=str(path)) from None
+    if state.get("views") is not None:
+        from xtalscreen.preprocess.views import check_views
+
+        try:
+            check_views(state["views"])
+        except ParameterError as exc:
+            raise InputError(f"the checkpoint's test-time views entry is damaged: {exc}",
+                             path=str(path)) from None
     model.to(device).eval()
     meta = {k: v for k, v in state.items() if k not in ("state_dict", "optimizer", "rng")}
     meta["path"] = str(path)

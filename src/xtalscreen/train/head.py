@@ -15,12 +15,11 @@ that separate other label schemes of the same frames, e.g. DiffraNet's five clas
 than a network trained for them from scratch on a few thousand frames, and the fit takes one
 pass over the data instead of a training run (``reports/diffranet5_head.md``).
 
->>> import numpy as np, torch                                             # doctest: +SKIP
->>> from xtalscreen.train import load_labels, load_model
+>>> from xtalscreen.train import FrameDataset, load_labels, load_model   # doctest: +SKIP
 >>> from xtalscreen.train.head import fit_head, save_head
 >>> model, pp, meta = load_model("base.pt")
 >>> data = load_labels("sim/", target="diffranet").split("train")
->>> new, info = fit_head(model, data, pp, views=8)
+>>> new, info = fit_head(model, FrameDataset(data, pp), views=8)
 >>> save_head("diffranet5.pt", new, pp, data, info, base=meta)
 """
 
@@ -81,6 +80,7 @@ def pre_logit_features(model, dataset, *, views: int = 1, batch_size: int = 64, 
     feats = np.full((n, layer.in_features), np.nan)
     labels = np.full(n, -1, dtype=np.int64)
     model.eval()
+    dtype = layer.weight.dtype  # the network's own (inputs come as float32)
     checked = False
     with torch.no_grad():
         for x, y, idx in track(_eval_batches(dataset, batch_size, workers, None),
@@ -88,17 +88,19 @@ def pre_logit_features(model, dataset, *, views: int = 1, batch_size: int = 64, 
                                enabled=progress):
             total = None
             for v in VIEW_SETS[views]:
-                maps = model.forward_features(dihedral_tensor(x.to(device), v).contiguous())
-                f = model.forward_head(maps, pre_logits=True).float()
+                maps = model.forward_features(
+                    dihedral_tensor(x.to(device=device, dtype=dtype), v).contiguous())
+                f = model.forward_head(maps, pre_logits=True)
                 if not checked:
-                    z = model.forward_head(maps).float()
+                    z = model.forward_head(maps)
                     if z.shape != (f.shape[0], layer.out_features) or not torch.allclose(
-                            z, layer(f), rtol=1e-4, atol=1e-4):
+                            z.float(), layer(f).float(), rtol=1e-4, atol=1e-4):
                         raise ParameterError(
                             f"{getattr(model, 'model_name', type(model).__name__)}: its output is "
                             "not its last linear layer applied to forward_head(..., "
                             "pre_logits=True); a new head cannot be fitted to it")
                     checked = True
+                f = f.double()
                 total = f if total is None else total + f
             idx, y = np.asarray(idx), np.asarray(y)
             ok = y >= 0
@@ -196,17 +198,21 @@ def fit_head(model, dataset, *, views: int = 1, c: float | None = None, grid=C_G
     b = lr.intercept_ - w @ scaler.mean_
     if len(classes) == 2:  # sklearn's one logit z for class 1: softmax((-z/2, z/2)) = sigmoid(z)
         w, b = np.vstack([-w / 2, w / 2]), np.r_[-b / 2, b / 2]
+    old = _linear_head(model)
     new = copy.deepcopy(model).eval()
     new.reset_classifier(len(classes))
-    layer = new.get_classifier()
+    # reset_classifier builds the layer on the CPU in float32: put it where the model is
+    layer = new.get_classifier().to(device=old.weight.device, dtype=old.weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
         layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
-    bad = getattr(dataset, "bad", {})
+    bad = getattr(dataset, "bad", {})  # filled in this process only (not by loader workers)
+    data = dataset.data
     info = {"c": float(c), "cv": cv, "train_accuracy": float(np.mean(reg.predict(x) == y)),
             "n_train": int(len(y)), "class_counts": counts, "views": int(views),
             "features": int(x.shape[1]), "folds": int(folds),
-            "unreadable": [bad.get(int(i), f"item {int(i)}") for i in np.flatnonzero(~ok)]}
+            "unreadable": [bad.get(int(i), f"{data.files[i]} (frame {int(data.frames[i])}): unreadable")
+                           for i in np.flatnonzero(~ok)]}
     return new, info
 
 
