@@ -204,12 +204,11 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
         The content of ``metrics.json``.
     """
     from xtalscreen.evaluate import plots
+    from xtalscreen.models.pretrained import resolve_model
+    from xtalscreen.preprocess.views import check_views
     from xtalscreen.train.checkpoint import load_model
     from xtalscreen.train.datasets import FrameDataset, load_labels
     from xtalscreen.train.loop import predict, resolve_device
-
-    from xtalscreen.models.pretrained import resolve_model
-    from xtalscreen.preprocess.views import check_views
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
