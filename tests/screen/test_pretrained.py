@@ -152,3 +152,20 @@ def test_jungfrau_stored_stacked_gets_the_jungfrau_point():
     assert point_key(points, f) == "8x512x1024"
     assert point_key(points, Frame(np.zeros((4096, 1024), np.float32))) == "4096x1024"  # no geometry
     assert points["32x185x388"].layout == "64x185x194"
+
+
+def test_real_cspad_cbf_gets_the_cspad_point(real_dir):
+    """The LCLS CSPAD CBFs read as 64 ASICs of 185 x 194 (raw key 64x185x194, not the
+    simulator's 32x185x388); their geometry's layout finds the shipped CSPAD point."""
+    import warnings
+
+    from xtalscreen.evaluate.operating import detector_key, point_key
+    from xtalscreen.io import open_frames
+    from xtalscreen.screen.workers import parse_operating_points
+
+    points = parse_operating_points(load_default()[2]["operating_points"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = next(iter(open_frames(real_dir / "xray" / "idx-20130301060858401.cbf")))
+    assert detector_key(f.data.shape) == "64x185x194" and "64x185x194" not in points
+    assert point_key(points, f) == "32x185x388"
