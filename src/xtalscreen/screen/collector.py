@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from xtalscreen.errors import InputError
-from xtalscreen.screen.workers import SATURATED_FRACTION, SourceChunks
+from xtalscreen.screen.workers import SATURATED_FRACTION, SourceChunks, own_classes
 
 __all__ = ["Collector", "FileCollector", "Summary"]
 
@@ -205,7 +205,7 @@ class FileCollector:
         except OSError as exc:
             raise InputError(f"cannot create the output folder: {exc}", path=str(self.out)) from None
         self.spots = bool(spots)
-        self.own_classes = classes is not None and tuple(classes) != ("hit", "maybe", "miss")
+        self.own_classes = classes is not None and own_classes(classes)
         self.write_hits = bool(write_hits)
         self.live = sys.stderr.isatty() if live is None else bool(live)
         self.live_every = float(live_every)

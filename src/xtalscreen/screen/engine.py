@@ -138,7 +138,8 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     from xtalscreen.screen.workers import _VALUE_OPTIONS
 
     collector = FileCollector(out, spots=spots, write_hits=write_hits, live=live,
-                              classes=meta["classes"], live_every=live_every, trained_on=meta["card"].get("trained_on"),
+                              classes=meta["classes"], live_every=live_every,
+                              trained_on=meta["card"].get("trained_on"),
                               echo=echo, source_chunks=source is None and not any(
                                   read_options.get(k) is not None for k in _VALUE_OPTIONS))
     src = source if source is not None else FileSource(paths, report=collector.bad, **read_options)

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FrameResult", "FrameProcessor", "NoSpots", "SpotCounter", "class_weights", "run_pool",
-           "encode_kept", "SourceChunks"]
+__all__ = ["FrameResult", "FrameProcessor", "NoSpots", "SpotCounter", "class_weights", "own_classes",
+           "run_pool", "encode_kept", "SourceChunks"]
 
 DECISIONS = ("hit", "maybe", "miss", "bad")
 #: reader formats whose files hold many frames (CrystFEL lists name them ``path //N``)
@@ -84,6 +84,12 @@ def class_weights(classes) -> np.ndarray:
     for i, c in enumerate(classes):
         w[i, table[c]] = 1.0
     return w
+
+
+def own_classes(classes) -> bool:
+    """Whether a model's classes are its own (e.g. DiffraNet's), not Hit/Maybe/Miss: then
+    ``results.csv`` carries a ``class`` column."""
+    return tuple(str(c).lower() for c in classes) != ("hit", "maybe", "miss")
 
 
 class NoSpots:
@@ -208,7 +214,7 @@ class FrameProcessor:
         self.prepare = FastPreprocess(preprocess)
         self.weights = class_weights(classes)
         self.classes = tuple(str(c) for c in classes)
-        self.own_classes = self.classes != ("hit", "maybe", "miss")
+        self.own_classes = own_classes(self.classes)
         self.threshold = None if threshold is None else float(threshold)
         self.points = parse_operating_points(operating_points)
         self.spots = spots or NoSpots()

@@ -39,11 +39,15 @@ __all__ = ["C_GRID", "pre_logit_features", "fit_head", "save_head"]
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
+def _name(model) -> str:
+    return getattr(model, "model_name", "") or type(model).__name__
+
+
 def _linear_head(model):
     """The model's last linear layer, or a ParameterError saying why there is none to refit."""
     from torch import nn
 
-    name = getattr(model, "model_name", "") or type(model).__name__
+    name = _name(model)
     if getattr(model, "aux_logits", False) or getattr(model, "members", None) is not None:
         raise ParameterError(f"{name}: a new head needs one network ending in a linear layer; an "
                              "ensemble or a model with an auxiliary classifier has more than one")
@@ -96,7 +100,7 @@ def pre_logit_features(model, dataset, *, views: int = 1, batch_size: int = 64, 
                     if z.shape != (f.shape[0], layer.out_features) or not torch.allclose(
                             z.float(), layer(f).float(), rtol=1e-4, atol=1e-4):
                         raise ParameterError(
-                            f"{getattr(model, 'model_name', type(model).__name__)}: its output is "
+                            f"{_name(model)}: its output is "
                             "not its last linear layer applied to forward_head(..., "
                             "pre_logits=True); a new head cannot be fitted to it")
                     checked = True
