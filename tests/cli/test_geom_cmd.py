@@ -36,6 +36,7 @@ def test_geom_shows_and_exports(tmp_path, capsys):
     assert info["panels"] == 2 and info["data_shape"] == [5, 20]
     assert info["clen_m"] == [0.15, 0.15] and info["pixel_size_um"] == 100.0
     assert info["assembled_shape"] == [5, 22]  # a 2-pixel gap between the panels
+    assert info["sensors"] == "1 x 5x20"  # 2 px apart: the ASICs of one sensor
     g = read_geom(out)
     assert [p.clen for p in g.panels] == [0.15, 0.15]
 

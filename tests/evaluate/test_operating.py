@@ -283,13 +283,15 @@ def test_grouped_rule_meets_the_rate_on_every_group():
 
 
 def test_layout_key_and_point_key():
-    from xtalscreen.evaluate.operating import layout_key, point_key
+    import dataclasses
+
+    from xtalscreen.evaluate.operating import layout_key, panel_layout_key, point_key
     from xtalscreen.io.frame import Frame
     from xtalscreen.io.geometry import DetectorGeometry, Panel
 
-    def panel(i, h, w, ss0):
+    def panel(i, h, w, ss0):  # 10 px apart in the lab: two sensors
         return Panel(name=f"p{i}", min_fs=0, max_fs=w - 1, min_ss=ss0, max_ss=ss0 + h - 1,
-                     corner_x=0.0, corner_y=float(ss0))
+                     corner_x=0.0, corner_y=float(ss0 + 10 * i))
 
     even = DetectorGeometry([panel(0, 4, 6, 0), panel(1, 4, 6, 4)])
     uneven = DetectorGeometry([panel(0, 4, 6, 0), panel(1, 3, 6, 4)])
@@ -303,3 +305,12 @@ def test_layout_key_and_point_key():
     assert point_key({"b": {"threshold": 0.4, "layout": "2x4x6"}}, f) == "b"  # dicts as stored
     assert point_key(pts, Frame(np.zeros((8, 6), np.float32))) == "8x6"
     assert OperatingPoint.from_dict({"threshold": 0.4}).layout == ""  # files before the field
+
+    # side by side (2 px apart): one sensor of 8 x 6, whose key a point of "2x4x6" (a file
+    # calibrated before panels were joined) still matches through the panel layout
+    joined = Frame(np.zeros((8, 6), np.float32), geometry=DetectorGeometry(
+        [dataclasses.replace(p, corner_y=p.corner_y - 8 * i) for i, p in enumerate(even.panels)]))
+    assert layout_key(joined) == "1x8x6" and panel_layout_key(joined) == "2x4x6"
+    assert point_key(pts, joined) == "2x4x6"
+    assert point_key({"c": OperatingPoint(0.4, layout="1x8x6")}, joined) == "c"
+    assert point_key({"c": OperatingPoint(0.4, layout="1x8x6")}, f) == "8x6"

@@ -151,15 +151,38 @@ def test_jungfrau_stored_stacked_gets_the_jungfrau_point():
     f = Frame(np.zeros((4096, 1024), np.float32), geometry=stacked)
     assert point_key(points, f) == "8x512x1024"
     assert point_key(points, Frame(np.zeros((4096, 1024), np.float32))) == "4096x1024"  # no geometry
-    assert points["32x185x388"].layout == "64x185x194"
+    assert points["32x185x388"].layout == "32x185x388"
+
+
+def test_the_jungfrau_point_serves_a_geometry_of_64_asics():
+    """A JUNGFRAU 4M geometry file that describes the 64 ASICs (256 x 256, 2 px apart) of its 8
+    modules, as CrystFEL's often do: its sensors are the 8 modules, so it finds the shipped
+    JUNGFRAU point (its raw key, 4096 x 1024, has none)."""
+    import dataclasses
+
+    from xtalscreen.evaluate.operating import layout_key, panel_layout_key, point_key
+    from xtalscreen.io.frame import Frame
+    from xtalscreen.io.geometry import DetectorGeometry
+    from xtalscreen.screen.workers import parse_operating_points
+    from xtalscreen.simulate import get_preset
+
+    points = parse_operating_points(load_default()[2]["operating_points"])
+    asics = [dataclasses.replace(p, name=f"{p.name}a{r}{c}", slab=None, min_fs=256 * c, max_fs=256 * c + 255,
+                                 min_ss=512 * p.slab + 256 * r, max_ss=512 * p.slab + 256 * r + 255,
+                                 corner_x=p.corner_x + 258 * c, corner_y=p.corner_y + 258 * r)
+             for p in get_preset("jungfrau4m").detector.geometry.panels for r in range(2) for c in range(4)]
+    f = Frame(np.zeros((4096, 1024), np.float32), geometry=DetectorGeometry(asics))
+    assert panel_layout_key(f) == "64x256x256" and layout_key(f) == "8x512x1024"
+    assert point_key(points, f) == "8x512x1024"
 
 
 def test_real_cspad_cbf_gets_the_cspad_point(real_dir):
     """The LCLS CSPAD CBFs read as 64 ASICs of 185 x 194 (raw key 64x185x194, not the
-    simulator's 32x185x388); their geometry's layout finds the shipped CSPAD point."""
+    simulator's 32x185x388); their ASICs join into 32 two-by-ones (3 px apart), the layout of
+    the shipped CSPAD point."""
     import warnings
 
-    from xtalscreen.evaluate.operating import detector_key, point_key
+    from xtalscreen.evaluate.operating import detector_key, layout_key, point_key
     from xtalscreen.io import open_frames
     from xtalscreen.screen.workers import parse_operating_points
 
@@ -168,4 +191,5 @@ def test_real_cspad_cbf_gets_the_cspad_point(real_dir):
         warnings.simplefilter("ignore")
         f = next(iter(open_frames(real_dir / "xray" / "idx-20130301060858401.cbf")))
     assert detector_key(f.data.shape) == "64x185x194" and "64x185x194" not in points
+    assert layout_key(f) == "32x185x388"
     assert point_key(points, f) == "32x185x388"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 from xtalscreen.cli import add_command
@@ -35,7 +36,10 @@ def summary(geometry) -> dict:
     """Plain-type summary of a :class:`~xtalscreen.io.geometry.DetectorGeometry`."""
     panels = geometry.panels
     clens = [p.clen for p in panels if not math.isnan(p.clen)]
+    sizes = Counter((h, w) for _, h, w in geometry.modules())
     out = {"name": geometry.name, "panels": len(panels),
+           # panels joined into the sensors they tile (the layout operating points are found by)
+           "sensors": ", ".join(f"{n} x {h}x{w}" for (h, w), n in sorted(sizes.items())),
            "data_shape": list(geometry.data_shape()),
            "pixel_size_um": round(1e6 / panels[0].res, 4),
            "wavelength_A": geometry.wavelength,

@@ -193,7 +193,7 @@ def run(args) -> int:
             f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f}"
             + (f", {v['views']} views)" if v.get("views", 1) > 1 else ")")
             for k, v in sorted(pts.items()) if k != ANY_DETECTOR)
-            + f"; other detectors {other} (a point of the same panel layout first)")
+            + f"; other detectors {other} (a point of the same sensor layout first)")
     t = s.timings
     print("time per stage (s, summed over workers): " + ", ".join(
         f"{k} {t.get(k, 0.0):.2f}" for k in ("read", "preprocess", "infer", "spots", "write")))

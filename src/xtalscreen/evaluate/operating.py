@@ -61,37 +61,51 @@ def detector_key(shape) -> str:
 
 
 def layout_key(frame) -> str:
-    """The panel layout of a frame's detector geometry, ``"NxHxW"`` (N panels of H x W pixels),
-    or ``""`` without a geometry or with panels of several sizes.
+    """The sensor layout of a frame's detector geometry, ``"NxHxW"`` (N sensors of H x W
+    pixels), or ``""`` without a geometry or with sensors of several sizes.
 
-    One detector stored in two array layouts has one layout key but two raw keys
-    (:func:`detector_key`): a JUNGFRAU 4M as ``8 x 512 x 1024`` or stacked as ``4096 x 1024``
-    with a geometry file is ``"8x512x1024"`` either way.
+    Sensors are the geometry's panels joined where they tile one sensor
+    (:meth:`~xtalscreen.io.geometry.DetectorGeometry.modules`), so one detector has one key
+    however its data are stored and however finely its geometry file cuts it: a JUNGFRAU 4M
+    as ``8 x 512 x 1024`` slabs, stacked as ``4096 x 1024``, or described as 64 ASICs, is
+    ``"8x512x1024"``; a CSPAD as 32 two-by-ones or as 64 ASICs is ``"32x185x388"``.
     """
-    panels = getattr(getattr(frame, "geometry", None), "panels", None)
-    if not panels:
+    geom = getattr(frame, "geometry", None)
+    if not getattr(geom, "panels", None):
         return ""
-    sizes = {(p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1) for p in panels}
+    return _layout(geom.modules())
+
+
+def panel_layout_key(frame) -> str:
+    """The layout of a frame's geometry panels as they are, not joined (``"NxHxW"`` or ``""``):
+    what :func:`layout_key` gave before it joined panels, which files calibrated then record."""
+    panels = getattr(getattr(frame, "geometry", None), "panels", None)
+    return _layout([(None, p.height, p.width) for p in panels]) if panels else ""
+
+
+def _layout(sensors) -> str:
+    sizes = {(h, w) for _, h, w in sensors}
     if len(sizes) != 1:
         return ""
     (h, w), = sizes
-    return f"{len(panels)}x{h}x{w}"
+    return f"{len(sensors)}x{h}x{w}"
 
 
 def point_key(points: dict, frame) -> str:
     """The key of ``frame``'s operating point in ``points``: its raw :func:`detector_key` when
-    ``points`` has it; else the key of a point fitted on a detector of the same panel layout
-    (:func:`layout_key`, recorded by ``xtalscreen calibrate``; the first in key order); else the
-    raw key, for which :func:`point_for` gives the pooled point."""
+    ``points`` has it; else the key of a point fitted on a detector of the same layout
+    (:func:`layout_key`, recorded by ``xtalscreen calibrate``, or :func:`panel_layout_key` for
+    files calibrated before sensors were joined; the first in key order); else the raw key,
+    for which :func:`point_for` gives the pooled point."""
     key = detector_key(frame.data.shape)
     if key in points:
         return key
-    lay = layout_key(frame)
-    if lay:
+    lays = {layout_key(frame), panel_layout_key(frame)} - {""}
+    if lays:
         for k in sorted(points):
             p = points[k]
             if k != ANY_DETECTOR and (p.get("layout") if isinstance(p, dict)
-                                      else getattr(p, "layout", "")) == lay:
+                                      else getattr(p, "layout", "")) in lays:
                 return k
     return key
 
@@ -175,7 +189,7 @@ class OperatingPoint:
     rule: str = ""
     source: str = ""
     views: int = 1
-    layout: str = ""  # the calibration frames' panel layout (layout_key): serves other array layouts
+    layout: str = ""  # the calibration frames' sensor layout (layout_key): serves other array layouts
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "views", check_views(self.views))

@@ -276,7 +276,7 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
 
 def _detector_keys(fd, ds, idx, meta) -> list | None:
     """The operating-point key (:func:`~xtalscreen.evaluate.operating.point_key`: the raw data
-    shape, or a point of the same panel layout) of items ``idx``, read once per file; None when
+    shape, or a point of the same sensor layout) of items ``idx``, read once per file; None when
     the model has no operating points (nothing read)."""
     if not meta.get("operating_points") or fd.photos:
         return None

@@ -18,11 +18,19 @@ Data layouts: for 2-D data every panel is a block of the one array (``slab=None`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from xtalscreen.errors import InputError, ParameterError, check_positive
+
+#: Largest laboratory gap (pixels) between two panels that :meth:`DetectorGeometry.modules`
+#: joins into one sensor: the double-size pixels between ASICs span 2 px (JUNGFRAU, Eiger) or
+#: 3 px (a CSPAD two-by-one); modules sit 7 px (Pilatus) or more apart.
+MODULE_GAP_PX = 4.0
+_OUT_OF_LINE_PX = 2.0  # largest sideways offset of two joined panels (refined ASIC positions)
+_PARALLEL = 0.999      # smallest cosine between the axes of two joined panels (~2.6 degrees)
 
 
 @dataclass
@@ -223,6 +231,26 @@ class DetectorGeometry:
             out[p.slices()] = i
         return out
 
+    # ------------------------------------------------------------------ sensors
+    def modules(self, max_gap: float = MODULE_GAP_PX) -> tuple[tuple[tuple[int, ...], int, int], ...]:
+        """The panels joined into the sensors they tile: ``((panel indices, height, width), ...)``.
+
+        Geometry files describe one detector at different grains: a JUNGFRAU 4M as 8 modules
+        or as their 64 ASICs, a CSPAD as 32 two-by-ones or 64 ASICs. Panels are joined when
+        they lie side by side in the laboratory with the same orientation, the same extent
+        along their shared edge, at most a little out of line (2 px) and at most ``max_gap``
+        pixels apart (the double-size pixels between the ASICs of one sensor), whatever their
+        place in the data array. A joined group that does not form a full grid of panels (rows
+        of equal heights, columns of equal widths) is left as its panels. ``height`` and
+        ``width`` are pixel counts along the sensor's slow and fast scan (gaps not counted).
+        """
+        key = ("modules", float(max_gap))
+        if key not in self._cache:  # readers of one-frame files (CBF) make a geometry per file
+            self._cache[key] = _join_panels(tuple(_Rect(p.height, p.width, p.corner_x, p.corner_y,
+                                                         p.fs[:2], p.ss[:2]) for p in self.panels),
+                                            float(max_gap))
+        return self._cache[key]
+
     # ------------------------------------------------------------------ assembly
     def _assembly_index(self, shape: tuple[int, ...]):
         key = ("assemble", shape)
@@ -283,3 +311,94 @@ class DetectorGeometry:
         y = (p.corner_y + fs * p.fs[1] + ss * p.ss[1]) * (res / p.res)
         bx, by = self.beam_center_px(shape)
         return x + bx, y + by
+
+
+# ---------------------------------------------------------------------- sensors
+class _Rect(NamedTuple):
+    """What :func:`_join_panels` needs of a panel (hashable, for its cache)."""
+    height: int
+    width: int
+    corner_x: float
+    corner_y: float
+    fs: tuple
+    ss: tuple
+
+
+def _axes(p: _Rect) -> tuple[np.ndarray, np.ndarray, float, float]:
+    fs = np.asarray(p.fs[:2], dtype=np.float64)
+    ss = np.asarray(p.ss[:2], dtype=np.float64)
+    nf, ns = float(np.hypot(*fs)), float(np.hypot(*ss))
+    return fs / (nf or 1.0), ss / (ns or 1.0), nf, ns
+
+
+def _neighbours(a: _Rect, b: _Rect, max_gap: float) -> bool:
+    """``a`` and ``b`` side by side along fast or slow scan, parallel, in line, gap <= max_gap."""
+    fa, sa, nfa, nsa = _axes(a)
+    fb, sb, nfb, nsb = _axes(b)
+    if fa @ fb < _PARALLEL or sa @ sb < _PARALLEL or not nfa or not nsa:
+        return False
+    d = np.array([b.corner_x - a.corner_x, b.corner_y - a.corner_y])
+    u, v = float(d @ fa) / nfa, float(d @ sa) / nsa  # b's corner in a's pixels
+    if abs(v) <= _OUT_OF_LINE_PX and a.height == b.height:  # along fast scan
+        gap = u - a.width if u > 0 else -u - b.width
+        return -0.5 <= gap <= max_gap
+    if abs(u) <= _OUT_OF_LINE_PX and a.width == b.width:  # along slow scan
+        gap = v - a.height if v > 0 else -v - b.height
+        return -0.5 <= gap <= max_gap
+    return False
+
+
+def _grid_size(panels: tuple[_Rect, ...], members: list[int]) -> tuple[int, int] | None:
+    """(height, width) of the panels ``members`` as a full grid of rows and columns, or None."""
+    fa, sa, nf, ns = _axes(panels[members[0]])
+    c0 = np.array([panels[members[0]].corner_x, panels[members[0]].corner_y])
+    pos = [((np.array([panels[i].corner_x, panels[i].corner_y]) - c0) @ fa / nf,
+            (np.array([panels[i].corner_x, panels[i].corner_y]) - c0) @ sa / ns) for i in members]
+
+    def clusters(vals):
+        order = np.argsort(vals)
+        labels = np.empty(len(vals), dtype=np.int64)
+        k, last = -1, -np.inf
+        for j in order:
+            if vals[j] - last > _OUT_OF_LINE_PX:
+                k += 1
+            labels[j], last = k, vals[j]
+        return labels, k + 1
+
+    col, n_cols = clusters(np.array([u for u, _ in pos]))
+    row, n_rows = clusters(np.array([v for _, v in pos]))
+    if n_rows * n_cols != len(members) or len(set(zip(row.tolist(), col.tolist()))) != len(members):
+        return None
+    widths, heights = {}, {}
+    for i, r, c in zip(members, row.tolist(), col.tolist()):
+        if widths.setdefault(c, panels[i].width) != panels[i].width or \
+                heights.setdefault(r, panels[i].height) != panels[i].height:
+            return None
+    return sum(heights.values()), sum(widths.values())
+
+
+@lru_cache(maxsize=32)
+def _join_panels(panels: tuple[_Rect, ...], max_gap: float) -> tuple[tuple[tuple[int, ...], int, int], ...]:
+    parent = list(range(len(panels)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(panels)):
+        for j in range(i + 1, len(panels)):
+            if root(i) != root(j) and _neighbours(panels[i], panels[j], max_gap):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(panels)):
+        groups.setdefault(root(i), []).append(i)
+    out = []
+    for members in groups.values():
+        size = _grid_size(panels, members) if len(members) > 1 else None
+        if size is None:  # not a full grid: each panel alone
+            out += [((i,), panels[i].height, panels[i].width) for i in members]
+        else:
+            out.append((tuple(members), *size))
+    return tuple(sorted(out))

@@ -242,7 +242,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
 
 def _score(proc, ds, items, order, batch, res, echo):
     """Logits, labels and detector keys of the frames ``order`` (bad ones go to ``res``), and
-    the panel layout of each key (:func:`~xtalscreen.evaluate.operating.layout_key`)."""
+    the sensor layout of each key (:func:`~xtalscreen.evaluate.operating.layout_key`)."""
     from xtalscreen.evaluate.operating import detector_key, layout_key
 
     logits, labels, keys, layouts = [], [], [], {}

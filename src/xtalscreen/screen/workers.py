@@ -180,7 +180,7 @@ class FrameProcessor:
         temperature applied to the logits of that detector's frames and, when ``threshold`` is
         None, its threshold. Keys are raw data shapes
         (:func:`~xtalscreen.evaluate.operating.detector_key`); a frame whose shape has none gets
-        a point of its geometry's panel layout
+        a point of its geometry's sensor layout
         (:func:`~xtalscreen.evaluate.operating.point_key`), else ``"*"``.
     spots : callable, keyword-only
         ``spots(frame) -> int or None`` (:class:`NoSpots`, :class:`SpotCounter`).
