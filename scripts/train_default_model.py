@@ -119,6 +119,9 @@ SNR ~4. Their data cannot be made again bit for bit with this simulator.
    8 views on a Pilatus-only set, CSPAD 2 and DiffraNet CCD 8 on seeds 797 + 803); commands in
    ``reports/default_model.md``, section "Session 10".
 
+   Session 13 let ``--presets`` name any simulator preset (a detector's own fine-tune, e.g.
+   ``--presets rayonix_mx340``; section "Session 13" of ``reports/default_model.md``).
+
    Session 11 kept the weights and added a point for the JUNGFRAU 4M (8 views, 2000 simulated
    JUNGFRAU frames made with ``xtalscreen simulate --set``); ``--count-loss`` (an auxiliary
    ordinal spot-count loss) was tried in a CCD-only fine-tune and was no better (section
@@ -151,13 +154,15 @@ ICE_PROB = 0.25
 TRAINING_PRESETS = ("diffranet", "cspad", "pilatus2m")
 
 
-def training_configs(visibility: str = "expected") -> dict:
+def training_configs(visibility: str = "expected", presets=()) -> dict:
     """The detector presets of the training mix, each with ice in ``ICE_PROB`` of its frames;
-    ``visibility``: how the labels judge a spot visible (:class:`LabelConfig`)."""
+    ``visibility``: how the labels judge a spot visible (:class:`LabelConfig`); ``presets``:
+    other simulator presets to add (``rayonix_mx340``: a detector's own fine-tune)."""
     from xtalscreen.screen.demo import pilatus2m_config
     from xtalscreen.simulate import get_preset
 
     cfgs = {"diffranet": get_preset("diffranet"), "cspad": get_preset("cspad"), "pilatus2m": pilatus2m_config()}
+    cfgs.update({name: get_preset(name) for name in presets if name not in cfgs})
     for c in cfgs.values():
         c.background.ice_prob = ICE_PROB
         c.labels.visibility = visibility
@@ -165,12 +170,16 @@ def training_configs(visibility: str = "expected") -> dict:
 
 
 def parse_presets(text: str | None) -> tuple[str, ...]:
-    """The detector mix: preset names of :func:`training_configs`, a name repeated to give it
-    more frames (``"diffranet,diffranet,cspad,pilatus2m"``: half DiffraNet); None: each once."""
+    """The detector mix: preset names of :func:`training_configs` or of the simulator, a name
+    repeated to give it more frames (``"diffranet,diffranet,cspad,pilatus2m"``: half DiffraNet);
+    None: each of the training mix once."""
+    from xtalscreen.simulate import list_presets
+
+    known = tuple(TRAINING_PRESETS) + tuple(n for n in list_presets() if n not in TRAINING_PRESETS)
     names = tuple(TRAINING_PRESETS) if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = sorted(set(names) - set(TRAINING_PRESETS))
+    bad = sorted(set(names) - set(known))
     if not names or bad:
-        raise SystemExit(f"--presets: give names from {', '.join(TRAINING_PRESETS)} (repeat one to "
+        raise SystemExit(f"--presets: give names from {', '.join(known)} (repeat one to "
                          f"weight it), got {text!r}")
     return names
 
@@ -181,8 +190,8 @@ def simulate(raw: Path, n: int, seed: int, workers: int, classes=None, visibilit
     ``presets``: the detector mix (:func:`parse_presets`); None: each preset once."""
     from xtalscreen.simulate import simulate_dataset
 
-    cfgs = training_configs(visibility)
-    return simulate_dataset(raw, presets=tuple(presets or cfgs), n=n, seed=seed, workers=workers,
+    cfgs = training_configs(visibility, presets or ())
+    return simulate_dataset(raw, presets=tuple(presets or TRAINING_PRESETS), n=n, seed=seed, workers=workers,
                             split=(70, 15, 15), spots="none", configs=cfgs, progress=False,
                             classes=classes)
 
