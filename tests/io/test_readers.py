@@ -558,3 +558,14 @@ def test_real_xray_folder_reads_every_file(real_dir):
     frames = list(open_frames(str(real_dir / "xray"), on_error="skip", errors=errs))
     assert errs == [] and len(frames) == 7
     assert {f.format for f in frames} >= {"cbf"}
+
+
+def test_the_detector_name_of_a_simulated_run_is_read(tmp_path):
+    """``xtalscreen simulate`` keeps the detector's name as the NXdetector group's
+    ``description`` attribute; the reader gives it as ``Frame.detector`` (``screen`` warns by it)."""
+    from xtalscreen.io import read_frame
+    from xtalscreen.simulate import get_preset, simulate_dataset
+
+    simulate_dataset(tmp_path, presets="diffranet", n=1, seed=1, split=(0, 0, 100), spots="none",
+                     progress=False)
+    assert read_frame(tmp_path / "shard-00000.h5", 0).detector == get_preset("diffranet").detector.name

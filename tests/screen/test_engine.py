@@ -135,6 +135,22 @@ def test_far_detector_warns_once_per_file(tmp_path):
     assert s.frames == 6 and s.hits == 0 and s.outputs["hits_h5"] == []
 
 
+def test_a_detector_measured_unreliable_warns_once_per_file(tmp_path):
+    lines = []
+    why = "keeps 70 % of the hits on simulated frames; calibrate or fine-tune on your own frames"
+    c = FileCollector(tmp_path, live=False, echo=lines.append,
+                      trained_on={"unreliable": [{"match": ["rayonix", "MX340"], "why": why}]})
+    c.start()
+    for i in range(3):
+        c.add(FrameResult("r.h5", i, 0.1, 0.1, 0.8, "miss", detector="Rayonix MX340-HS"))
+        c.add(FrameResult("m.cbf", i, 0.1, 0.1, 0.8, "miss", detector="mx340hs"))
+        c.add(FrameResult("p.cbf", i, 0.1, 0.1, 0.8, "miss", detector="PILATUS 6M"))
+        c.add(FrameResult("n.npy", i, 0.1, 0.1, 0.8, "miss"))
+    c.finish()
+    assert len(lines) == 2 and "r.h5" in lines[0] and "m.cbf" in lines[1]
+    assert "'Rayonix MX340-HS'" in lines[0] and why in lines[0]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory, workers):
     make_frames = frames_factory

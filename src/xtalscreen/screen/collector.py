@@ -181,7 +181,10 @@ class FileCollector:
         Seconds between live lines.
     trained_on : dict or None, keyword-only
         ``{"angular_pixel": [lo, hi]}`` (pixel size / distance, rad) of the training detectors;
-        a frame far outside (factor 2) is warned about once per file.
+        a frame far outside (factor 2) is warned about once per file. ``"unreliable"``: a list
+        of ``{"match": [names], "why": text}``, detectors on which the model was measured to
+        fail; a frame whose detector name holds one of the names (any case) is warned about
+        once per file, with the reason.
     echo : callable, keyword-only
         Where live lines and warnings go (default: stderr).
     source_chunks : bool, keyword-only
@@ -342,6 +345,12 @@ class FileCollector:
                     f"{r.file}: pixel size / distance = {a:.2e} rad, far outside the "
                     f"{lo_hi[0]:.1e}-{lo_hi[1]:.1e} rad the model was trained on; its decisions "
                     "may be unreliable"))
+        name = (r.detector or "").lower()
+        for entry in (self.trained_on.get("unreliable") or []) if name else []:
+            if any(m.lower() in name for m in entry.get("match", ())):
+                self._warn_once(("unreliable", r.file), f"{r.file}: detector {r.detector!r}: "
+                                f"{entry.get('why', 'the model was measured to fail on this detector')}")
+                break
 
     def _tick(self) -> None:
         now = time.perf_counter()

@@ -58,6 +58,7 @@ class FrameResult:
     shape: tuple = ()
     pixel_size: float | None = None
     distance: float | None = None
+    detector: str = ""  # the frame's detector name (Frame.detector), for the collector's warnings
 
     @property
     def kept(self) -> bool:
@@ -286,7 +287,8 @@ class FrameProcessor:
                 label=(self.classes[int(np.argmax(z))] if self.own_classes and decision != "bad"
                        else None),
                 multi=f.format in MULTI_FORMATS or f.index > 0,
-                shape=tuple(f.data.shape), pixel_size=f.pixel_size, distance=f.distance))
+                shape=tuple(f.data.shape), pixel_size=f.pixel_size, distance=f.distance,
+                detector=f.detector or ""))
         t3 = time.perf_counter()
         self.timings.infer += t2 - t1
         self.timings.spots += t3 - t2

@@ -413,9 +413,14 @@ class HDF5Reader(FileReader):
             if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "SOU":
                 self.detector = _as_string(obj)
                 break
-        if not self.detector and "detector" in f.attrs:
-            d = f.attrs["detector"]
-            self.detector = d.decode() if isinstance(d, bytes) else str(d)
+        if not self.detector:  # a name kept as an attribute (the file's, or the detector group's)
+            grp = f.get("/entry/instrument/detector")
+            for attrs, key in ((f.attrs, "detector"),
+                               (grp.attrs if isinstance(grp, h5py.Group) else {}, "description")):
+                if key in attrs:
+                    d = attrs[key]
+                    self.detector = d.decode() if isinstance(d, bytes) else str(d)
+                    break
         self._bit_depth = None
         bd = f.get("/entry/instrument/detector/bit_depth_image")
         if isinstance(bd, h5py.Dataset) and bd.size == 1 and bd.dtype.kind in "iu":
