@@ -13,6 +13,8 @@ from xtalscreen.preprocess import PreprocessConfig
 
 
 def test_shipped_files_small_and_documented():
+    from xtalscreen.simulate import get_preset
+
     path = resolve_model("default")
     assert os.path.getsize(path) < 2_000_000
     card = model_card("default")
@@ -24,6 +26,11 @@ def test_shipped_files_small_and_documented():
         assert 0.0 <= m["sensitivity"] <= 1.0 and 0.0 <= m["specificity"] <= 1.0
     lo, hi = card["trained_on"]["angular_pixel"]
     assert 0 < lo < hi
+    # the detector measured to fail (session 13) is named so that screen warns on its frames
+    (rayonix,) = card["trained_on"]["unreliable"]
+    assert any(m in get_preset("rayonix_mx340").detector.name.lower() for m in rayonix["match"])
+    assert not any(m in get_preset(p).detector.name.lower() for m in rayonix["match"]
+                   for p in ("diffranet", "cspad", "pilatus6m", "eiger16m", "jungfrau4m"))
 
 
 def test_load_default_offline():
