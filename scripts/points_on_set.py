@@ -56,7 +56,14 @@ def main(argv=None) -> int:
         sys.exit(f"{args.data}: no {args.split} frames of preset {args.preset!r}")
     sub = data.subset(idx)
     refs = [(s.partition("=")[0], s.partition("=")[2]) if "=" in s else (s, s) for s in args.model]
-    model, pp, _ = load_screening_model(refs[0][1])
+    loaded = [load_screening_model(ref) for _, ref in refs]
+    model, pp, _ = loaded[0]
+    weights = model.state_dict()
+    for (label, _), (other, _, _) in zip(refs[1:], loaded[1:]):
+        sd = other.state_dict()
+        if sd.keys() != weights.keys() or any(not torch.equal(sd[k], weights[k]) for k in sd):
+            sys.exit(f"{label}: its weights differ from {refs[0][0]}'s; this script compares "
+                     "the points of one network (run it once per network)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         probs, _ = predict(model, FrameDataset(sub, pp), batch_size=32, views=args.views)
@@ -70,8 +77,7 @@ def main(argv=None) -> int:
           f"{int((~pos).sum())} miss), {args.views} view(s)\n")
     print("| model | point | T | threshold | sensitivity | specificity | AUC | spec. at 98.5 % sens. |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, ref in refs:
-        meta = load_screening_model(ref)[2]
+    for (label, _), (_, _, meta) in zip(refs, loaded):
         points = parse_operating_points(meta.get("operating_points"), path=meta.get("path"))
         key = point_key(points, frame) if points else ""
         op = point_for(points, key) if points else None

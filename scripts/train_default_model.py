@@ -300,12 +300,12 @@ def hm_vs_miss(true: np.ndarray, pred: np.ndarray) -> dict:
             "tp": tp, "fn": fn, "tn": tn, "fp": fp}
 
 
-def trained_on() -> dict:
-    """Detector range of the training data (the collector warns far outside it)."""
-    from xtalscreen.screen.demo import pilatus2m_config
-    from xtalscreen.simulate import get_preset
-
-    cfgs = [get_preset("diffranet"), get_preset("cspad"), pilatus2m_config()]
+def trained_on(presets=TRAINING_PRESETS, *, fine_tune: bool = False) -> dict:
+    """Detector range of the training data (the collector warns far outside it): the run's
+    ``presets``, and with ``fine_tune`` (``--init``, the shipped lineage) the training mix too."""
+    names = dict.fromkeys(tuple(presets) + (TRAINING_PRESETS if fine_tune else ()))
+    cfgs = training_configs(presets=tuple(names))
+    cfgs = [cfgs[n] for n in names]
     ang = [c.detector.pixel_size / c.detector.distance for c in cfgs]
     return {"angular_pixel": [min(ang), max(ang)],
             "detectors": {c.name: {"pixel_size_m": c.detector.pixel_size,
@@ -507,7 +507,8 @@ def main(argv=None) -> int:
         "parameters": int(sum(p.numel() for p in smodel.parameters())),
         "preprocess": shipped_pp.to_dict(),
         "training_data": {"generator": "xtalscreen.simulate.simulate_dataset", "frames": args.frames,
-                          "presets": ["diffranet", "cspad", "pilatus2m (pilatus6m cut to 3x8 modules)"],
+                          "presets": [n + (" (pilatus6m cut to 3x8 modules)" if n == "pilatus2m" else "")
+                                      for n in dict.fromkeys(presets)],
                           "preset_mix": list(presets),
                           "split_percent": [70, 15, 15], "seed": args.seed,
                           "classes": (f"DiffraNet class weights {args.classes}" if args.classes else
@@ -518,7 +519,7 @@ def main(argv=None) -> int:
         "test": {"overall": overall, "per_preset": per, "confusion_true_rows_hit_maybe_miss": cm.tolist(),
                  "note": "shipped file on the raw test frames (never used for model selection)"},
         "targets": {"sensitivity": 0.985, "specificity": 0.97},
-        "trained_on": trained_on(),
+        "trained_on": trained_on(presets, fine_tune=bool(args.init)),
         "seconds": {"simulate": round(t_sim), "reduce": round(t_red), "train": round(t_train)},
         "command": "scripts/train_default_model.sh  (= .venv/bin/python scripts/train_default_model.py "
                    + " ".join(sys.argv[1:] if argv is None else argv) + ")",

@@ -35,3 +35,6 @@ def test_a_point_of_other_views_and_a_missing_preset_are_refused(ccd_set):
         points_on_set.main([str(ccd_set), "--preset", "diffranet", "--views", "1", "--model", "default"])
     with pytest.raises(SystemExit, match="no test frames of preset 'cspad'"):
         points_on_set.main([str(ccd_set), "--preset", "cspad", "--model", "default"])
+    with pytest.raises(SystemExit, match="weights differ"):  # another network: not one set of probabilities
+        points_on_set.main([str(ccd_set), "--preset", "diffranet", "--views", "8", "--model", "default",
+                            "--model", "d5=diffranet5"])

@@ -351,9 +351,9 @@ def _neighbours(a: _Rect, b: _Rect, max_gap: float) -> bool:
 def _grid_size(panels: tuple[_Rect, ...], members: list[int]) -> tuple[int, int] | None:
     """(height, width) of the panels ``members`` as a full grid of rows and columns, or None."""
     fa, sa, nf, ns = _axes(panels[members[0]])
-    c0 = np.array([panels[members[0]].corner_x, panels[members[0]].corner_y])
-    pos = [((np.array([panels[i].corner_x, panels[i].corner_y]) - c0) @ fa / nf,
-            (np.array([panels[i].corner_x, panels[i].corner_y]) - c0) @ sa / ns) for i in members]
+    d = np.array([[panels[i].corner_x, panels[i].corner_y] for i in members])
+    d -= d[0]  # corners from the first member's, in its pixels along fast and slow scan
+    pos = list(zip((d @ fa / nf).tolist(), (d @ sa / ns).tolist()))
 
     def clusters(vals):
         order = np.argsort(vals)
