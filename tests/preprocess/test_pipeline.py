@@ -94,7 +94,7 @@ def test_dict_round_trip_through_json():
     cfg = PreprocessConfig(bin=1, crop=(350, 350), contrast="linear", lcn_window=7,
                            scale_range=(0.9, 1.1), channels=2)
     d = json.loads(json.dumps(cfg.to_dict()))
-    assert d["schema"] == 2
+    assert d["schema"] == 3
     assert PreprocessConfig.from_dict(d) == cfg
     assert PreprocessConfig.from_dict({}) == PreprocessConfig()
     # a schema-1 dict (no unbinned_up_to / margin: models shipped before them) still reads

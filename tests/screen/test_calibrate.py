@@ -391,3 +391,69 @@ def test_calibrate_uses_the_files_recorded_views_and_a_damaged_entry_is_named(la
     with pytest.raises(InputError, match="views entry is damaged") as e:
         load_model(bad)
     assert "bad.pt" in str(e.value)
+
+
+def test_a_points_preprocessing_is_calibrated_recorded_and_applied(labelled, model_any_size, tmp_path, capsys):
+    """A point may change the preprocessing of its detector's frames (a matched filter for a
+    wide point-spread function): calibrate scores with it and records it, screen and evaluate
+    preprocess that detector's frames so, and the other detectors keep the model's own."""
+    import json
+
+    import torch
+
+    from xtalscreen.cli import main
+    from xtalscreen.evaluate.operating import OperatingPoint, point_preprocess
+    from xtalscreen.evaluate.report import evaluate_model
+    from xtalscreen.io import open_frames
+    from xtalscreen.screen.prepare import FastPreprocess
+
+    changes = {"prefilter_sigma": 1.2, "bin": 3}
+    res = calibrate(str(model_any_size), labelled, out=tmp_path / "p.pt", min_sensitivity=0.9,
+                    min_frames=20, preprocess=changes, pooled=False)
+    assert all(op.preprocess == changes for op in res.points.values())
+    assert "preprocessing changed for these detectors: bin=3, prefilter_sigma=1.2" in res.table()
+    stored = load_model(tmp_path / "p.pt")[2]["operating_points"]
+    assert stored["200x180"]["preprocess"] == changes
+    # screen: the large detector through the filter and bin 3, as the point says
+    s = screen([labelled / "large.h5", labelled / "small.h5"], out=tmp_path / "o",
+               model=str(tmp_path / "p.pt"), live=False, write_hits=False)
+    assert s.operating_points["200x180"]["preprocess"] == changes
+    net, pp, _ = load_model(model_any_size)
+    cfg = point_preprocess(pp, res.points["200x180"])
+    assert cfg.prefilter_sigma == 1.2 and cfg.bin == 3 and pp.prefilter_sigma == 0
+    frames = list(open_frames(labelled / "large.h5"))
+    for c, differs in ((cfg, False), (pp, True)):
+        x = torch.from_numpy(np.stack([FastPreprocess(c)(f).x for f in frames]))
+        with torch.no_grad():
+            z = net.eval()(x).numpy() / res.points["200x180"].temperature
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        got = np.array([float(r["p_hit"]) for r in rows(tmp_path / "o") if r["file"].endswith("large.h5")])
+        assert (not np.allclose(got, p[:, 0], atol=1e-4)) == differs
+    # evaluate reproduces the calibration's figures on the same preprocessing
+    o = evaluate_model(tmp_path / "p.pt", labelled, out_dir=tmp_path / "rep", split="val",
+                       progress=False)["operating_points"]
+    for k, v in o["per_detector"].items():
+        op = res.points[k]
+        assert v["preprocess"] == changes
+        assert abs(v["sensitivity"] - op.sensitivity) <= 1 / op.n_positive + 1e-9
+        assert abs(v["specificity"] - op.specificity) <= 1 / op.n_negative + 1e-9
+    # the command line; bad settings are named
+    rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "c.pt"),
+               "--min-frames", "20", "--preprocess", "prefilter_sigma=1.2,bin=3,crop=24x20",
+               "--json", str(tmp_path / "p.json")])
+    assert rc == 0
+    assert {json.dumps(v["preprocess"], sort_keys=True) for v in json.loads((tmp_path / "p.json").read_text()).values()} \
+        == {json.dumps({"bin": 3, "crop": [24, 20], "prefilter_sigma": 1.2}, sort_keys=True)}
+    for bad, msg in (("lcn_window=5", "may change only"), ("prefilter_sigma=-1", "prefilter_sigma must"),
+                     ("bin", "give KEY=VALUE"), ("bin=two", "not a valid bin"),
+                     ("bin_reduce=median", "bin_reduce must")):
+        capsys.readouterr()
+        rc = main(["calibrate", str(labelled), "--model", str(model_any_size), "--out", str(tmp_path / "x.pt"),
+                   "--preprocess", bad])
+        assert rc != 0 and msg in capsys.readouterr().err
+    with pytest.raises(ParameterError, match="may change only"):
+        OperatingPoint(threshold=0.5, preprocess={"contrast": "none"})
+    with pytest.raises(InputError, match="operating point for detector 60x64 is damaged"):
+        from xtalscreen.screen.workers import parse_operating_points
+        parse_operating_points({"60x64": {"threshold": 0.5, "preprocess": {"bin": 0}}}, path="m.pt")

@@ -25,7 +25,8 @@ def test_a_detector_at_the_shipped_point_and_the_pooled_one(ccd_set, capsys, tmp
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| default |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == "512x512" and cells[4].startswith("100.00 % (") and cells[5].startswith("100.00 % (")
+    assert cells[1] == "512x512" and cells[2] == "model's"
+    assert cells[5].startswith("100.00 % (") and cells[6].startswith("100.00 % (")
     assert "12 diffranet frames (6 hit+maybe, 6 miss), 8 view(s)" in out
     assert (tmp_path / "p.npz").is_file()
 
@@ -38,3 +39,26 @@ def test_a_point_of_other_views_and_a_missing_preset_are_refused(ccd_set):
     with pytest.raises(SystemExit, match="weights differ"):  # another network: not one set of probabilities
         points_on_set.main([str(ccd_set), "--preset", "diffranet", "--views", "8", "--model", "default",
                             "--model", "d5=diffranet5"])
+
+
+def test_a_point_that_changes_the_preprocessing_is_scored_with_it(ccd_set, capsys, tmp_path):
+    """A point with a matched filter: the detector's frames are scored through it, once per
+    distinct preprocessing, and the saved probabilities are per model."""
+    import numpy as np
+
+    from xtalscreen.models.pretrained import resolve_model
+    from xtalscreen.train import load_model, update_checkpoint
+
+    path = resolve_model("default")
+    points = dict(load_model(path)[2]["operating_points"])
+    points["512x512"] = {**points["512x512"], "preprocess": {"prefilter_sigma": 1.0}}
+    update_checkpoint(path, tmp_path / "filtered.pt", operating_points=points)
+    assert points_on_set.main([str(ccd_set), "--preset", "diffranet", "--views", "8", "--threads", "1",
+                               "--model", "default", "--model", f"filtered={tmp_path / 'filtered.pt'}",
+                               "--save", str(tmp_path / "p.npz")]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| filtered |"))
+    assert [c.strip() for c in row.strip("|").split("|")][2] == "prefilter_sigma=1.0"
+    saved = np.load(tmp_path / "p.npz")
+    assert not np.allclose(saved["probs_default"], saved["probs_filtered"])
+    np.testing.assert_array_equal(saved["probs"], saved["probs_default"])

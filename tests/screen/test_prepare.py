@@ -17,7 +17,10 @@ from xtalscreen.screen.prepare import FastPreprocess
                                  PreprocessConfig(bin=1, crop=(33, 33), bin_reduce="mean", channels=3),
                                  PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="max"),
                                  PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="max",
-                                                  unbinned_up_to=4)])
+                                                  unbinned_up_to=4),
+                                 PreprocessConfig(bin=3, crop=(40, 50), bin_reduce="max", prefilter_sigma=1.2),
+                                 PreprocessConfig(bin="auto", crop=(48, 40), bin_reduce="mean",
+                                                  prefilter_sigma=2.5)])
 def test_monolithic_equals_reference(shape, center, cfg):
     rng = np.random.default_rng(1)
     data = rng.poisson(5.0, shape).astype(np.float32)
@@ -42,7 +45,8 @@ def test_multipanel_cspad_equals_reference():
     for cfg in (PreprocessConfig(bin=2, crop=(96, 96)), PreprocessConfig(bin="auto", crop=(128, 128)),
                 PreprocessConfig(bin="auto", crop=(100, 120), bin_reduce="max"),
                 PreprocessConfig(bin=3, crop=(64, 64), bin_reduce="mean", contrast="none"),
-                PreprocessConfig(bin="auto", crop=(256, 256), bin_reduce="max", unbinned_up_to=7)):
+                PreprocessConfig(bin="auto", crop=(256, 256), bin_reduce="max", unbinned_up_to=7),
+                PreprocessConfig(bin="auto", crop=(128, 128), bin_reduce="max", prefilter_sigma=1.2)):
         fp = FastPreprocess(cfg)
         for bc in (None, (700.3, 910.8)):  # the geometry's beam centre, then an explicit one
             f = Frame(data, mask=mask, geometry=geom, beam_center=bc)

@@ -87,6 +87,8 @@ def register(sub) -> None:
                  "--out held.pt\n"
                  "  xtalscreen calibrate sim_all/ --split all --min-sensitivity 0.985 --min-specificity 0.97 "
                  "--out both.pt\n"
+                 "  xtalscreen calibrate sim_rayonix/ --split all --min-sensitivity 0.985 --min-specificity 0.97 "
+                 "--preprocess prefilter_sigma=1.2,bin=3 --out rayonix.pt\n"
                  "  xtalscreen screen 'runs/*.h5' --model cspad_calibrated.pt --out out/")
     c.add_argument("data", help="labelled frames: xtalscreen simulate output, a labels.csv, or "
                                 "DiffraNet-style class folders")
@@ -112,6 +114,12 @@ def register(sub) -> None:
                         "input (recorded in the points; screen then uses as many for those "
                         "detectors); default: the model file's own views (train-head records "
                         "them), else 1")
+    c.add_argument("--preprocess", default=None, metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="change the model's preprocessing for these detectors (recorded in their "
+                        "points; screen does the same): prefilter_sigma (Gaussian matched filter "
+                        "before binning, in detector pixels: for spots spread by a wide point-spread "
+                        "function, e.g. 1.2 on a Rayonix), bin, bin_reduce (max/mean/sum), crop (N or "
+                        "HxW); e.g. prefilter_sigma=1.2,bin=3")
     c.add_argument("--pooled-rule", choices=["each", "all"], default="each",
                    help="the pooled point meets the rate on each calibrated detector, under one "
                         "temperature (default: sensitivity first for an unseen detector), or on "
@@ -121,6 +129,37 @@ def register(sub) -> None:
     c.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     c.add_argument("--json", help="also write the points to this JSON file")
     c.set_defaults(func=run_calibrate)
+
+
+def parse_preprocess_changes(text: str | None) -> dict:
+    """``--preprocess`` as a dict: ``"prefilter_sigma=1.2,bin=3"`` ->
+    ``{"prefilter_sigma": 1.2, "bin": 3}``; ``crop`` as ``N`` or ``HxW``. The values are
+    checked by :func:`~xtalscreen.evaluate.operating.check_point_preprocess`."""
+    from xtalscreen.evaluate.operating import POINT_PREPROCESS, check_point_preprocess
+
+    if not text:
+        return {}
+    out: dict = {}
+    for item in text.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise ParameterError(f"--preprocess {item!r}: give KEY=VALUE, e.g. prefilter_sigma=1.2 "
+                                 f"(keys: {', '.join(POINT_PREPROCESS)})")
+        if key not in POINT_PREPROCESS:
+            raise ParameterError(f"--preprocess {item!r}: an operating point may change only the "
+                                 f"preprocessing settings {', '.join(POINT_PREPROCESS)}")
+        try:
+            if key == "bin_reduce":
+                out[key] = value
+            elif key == "crop":
+                out[key] = [int(v) for v in value.lower().split("x")] * (1 if "x" in value.lower() else 2)
+            elif key == "bin":
+                out[key] = value if value == "auto" else int(value)
+            else:
+                out[key] = float(value)
+        except ValueError:
+            raise ParameterError(f"--preprocess {item!r}: {value!r} is not a valid {key}") from None
+    return check_point_preprocess(out)
 
 
 def run_calibrate(args) -> int:
@@ -138,7 +177,7 @@ def run_calibrate(args) -> int:
                     min_specificity=args.min_specificity, balanced=args.balanced,
                     confidence=args.confidence, min_frames=args.min_frames, pooled=not args.no_pooled,
                     pooled_rule=args.pooled_rule, views=args.views,
-                    batch=args.batch, limit=args.limit, device=args.device,
+                    preprocess=parse_preprocess_changes(args.preprocess), batch=args.batch, limit=args.limit, device=args.device,
                     echo=lambda m: print(m, file=sys.stderr))
     print(f"{res.frames} frames scored; operating points (on these frames):\n")
     print(res.table())

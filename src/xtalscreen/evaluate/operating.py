@@ -29,14 +29,14 @@ serves a detector without its own (:func:`point_for`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from xtalscreen.errors import ParameterError
 from xtalscreen.preprocess.views import check_views
 
-__all__ = ["ANY_DETECTOR", "OperatingPoint", "detector_key", "fit_temperature", "fit_operating_point",
+__all__ = ["ANY_DETECTOR", "OperatingPoint", "POINT_PREPROCESS", "check_point_preprocess", "point_preprocess", "detector_key", "fit_temperature", "fit_operating_point",
            "hit_maybe_miss", "keep_at_points", "keep_scores", "point_for", "required_successes", "softmax"]
 
 #: temperatures searched by :func:`fit_temperature`
@@ -177,7 +177,13 @@ def keep_scores(logits, weights, temperature=1.0) -> np.ndarray:
 class OperatingPoint:
     """Temperature and keep threshold of one detector, with what they gave on the frames they
     were chosen on, and the number of test-time ``views`` (:mod:`xtalscreen.preprocess.views`)
-    whose averaged logits they were chosen on -- and must be applied to."""
+    whose averaged logits they were chosen on -- and must be applied to.
+
+    ``preprocess`` holds changes to the model's preprocessing for this detector's frames
+    (keys of :data:`POINT_PREPROCESS`, e.g. ``{"prefilter_sigma": 1.2, "bin": 3}`` for a
+    detector whose point-spread function spreads its spots); the point was fitted on frames
+    preprocessed so, and ``screen`` preprocesses the detector's frames so. Empty: the model's
+    own preprocessing."""
 
     threshold: float
     temperature: float = 1.0
@@ -190,9 +196,11 @@ class OperatingPoint:
     source: str = ""
     views: int = 1
     layout: str = ""  # the calibration frames' sensor layout (layout_key): serves other array layouts
+    preprocess: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "views", check_views(self.views))
+        object.__setattr__(self, "preprocess", check_point_preprocess(self.preprocess))
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ParameterError(f"operating point threshold must be in [0, 1], got {self.threshold!r}")
         if not T_BOUNDS[0] <= float(self.temperature) <= T_BOUNDS[1]:
@@ -206,6 +214,46 @@ class OperatingPoint:
     def from_dict(cls, d: dict) -> "OperatingPoint":
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in dict(d).items() if k in known})
+
+
+#: Preprocessing settings an operating point may change for its detector's frames.
+POINT_PREPROCESS = ("prefilter_sigma", "bin", "bin_reduce", "crop")
+
+
+def check_point_preprocess(changes) -> dict:
+    """``changes`` (a dict, or None) as a checked dict of :data:`POINT_PREPROCESS` settings
+    (values as :class:`~xtalscreen.preprocess.PreprocessConfig` stores them, keys sorted);
+    ParameterError naming an unknown key or a bad value."""
+    if changes is None:
+        return {}
+    if not isinstance(changes, dict):
+        raise ParameterError(f"an operating point's preprocess must be a dict of settings, got "
+                             f"{type(changes).__name__}")
+    unknown = sorted(set(changes) - set(POINT_PREPROCESS))
+    if unknown:
+        raise ParameterError(f"an operating point may change only the preprocessing settings "
+                             f"{list(POINT_PREPROCESS)}, not {unknown}")
+    from xtalscreen.preprocess import PreprocessConfig
+
+    d = dict(changes)
+    if isinstance(d.get("crop"), list):
+        d["crop"] = tuple(d["crop"])
+    cfg = PreprocessConfig(**d)  # checks each value
+    out = {k: getattr(cfg, k) for k in sorted(d)}
+    if "crop" in out:
+        out["crop"] = list(out["crop"])  # as JSON keeps it
+    return out
+
+
+def point_preprocess(config, point=None):
+    """``config`` (a :class:`~xtalscreen.preprocess.PreprocessConfig`) with the changes of
+    operating point ``point`` (None or no changes: ``config`` itself)."""
+    changes = {} if point is None else dict(point.preprocess)
+    if not changes:
+        return config
+    if "crop" in changes:
+        changes["crop"] = tuple(changes["crop"])
+    return config.replace(**changes)
 
 
 def _rate_threshold(sp, sn, every, sens: bool, rate: float, confidence) -> tuple[float, int]:

@@ -233,9 +233,9 @@ def evaluate_model(model_path, data, *, out_dir, split: str | None = "test", ann
                                  groups=None if groups is None else np.asarray(groups)[ok])
     keys = _detector_keys(fd, ds, np.flatnonzero(ok), meta)
     at_points = at_operating_points(
-        _at_point_views(probs, ok, keys, meta, lambda v, idx: predict(
-            model, FrameDataset(ds.subset(idx), pp), batch_size=batch_size, device=dev,
-            workers=workers, views=v)[0], have=views),
+        _at_point_views(probs, ok, keys, meta, lambda v, idx, cfg: predict(
+            model, FrameDataset(ds.subset(idx), cfg), batch_size=batch_size, device=dev,
+            workers=workers, views=v)[0], have=views, preprocess=pp),
         labels[ok], keys, meta)
     if at_points is not None:
         res["operating_points"] = at_points
@@ -294,24 +294,27 @@ def _detector_keys(fd, ds, idx, meta) -> list | None:
     return keys
 
 
-def _at_point_views(probs, ok, keys, meta, predict_views, have: int = 1) -> np.ndarray:
-    """``probs[ok]`` (computed with ``have`` test-time views), with the rows of detectors
-    whose operating point was fitted on other views replaced by ``predict_views(views, items)``
-    (those items only, one pass per views count)."""
+def _at_point_views(probs, ok, keys, meta, predict_views, have: int = 1, preprocess=None) -> np.ndarray:
+    """``probs[ok]`` (computed with ``have`` test-time views and the model's ``preprocess``),
+    with the rows of detectors whose operating point was fitted on other views or with its own
+    preprocessing replaced by ``predict_views(views, items, config)`` (those items only, one
+    pass per views count and preprocessing)."""
     out = probs[ok]
     if keys is None:
         return out
-    from xtalscreen.evaluate.operating import point_for
+    from xtalscreen.evaluate.operating import point_for, point_preprocess
     from xtalscreen.screen.workers import parse_operating_points
 
     points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
     keys = np.asarray(keys)
     own = meta.get("views") or 1  # a detector without a point: the file's own views, as screen
-    views = np.array([getattr(point_for(points, k), "views", own) for k in keys])
+    ops = [point_for(points, k) for k in keys]
+    how = [(getattr(op, "views", own), repr(sorted(getattr(op, "preprocess", {}).items()))) for op in ops]
     items = np.flatnonzero(ok)
-    for v in sorted(set(views.tolist()) - {have}):  # out is a copy already (boolean indexing)
-        m = views == v
-        out[m] = predict_views(v, items[m])
+    for h in sorted(set(how) - {(have, "[]")}):  # out is a copy already (boolean indexing)
+        m = np.array([x == h for x in how])
+        op = ops[int(np.flatnonzero(m)[0])]
+        out[m] = predict_views(h[0], items[m], point_preprocess(preprocess, op))
     return out
 
 
@@ -342,6 +345,7 @@ def at_operating_points(probs, labels, keys, meta) -> dict | None:
         s, c = M.sensitivity_specificity(pos[m].astype(np.int64), keep[m].astype(np.int64))
         per[k] = {"n": int(m.sum()), "temperature": t, "threshold": thr, "calibrated": op is not None,
                   "views": 1 if op is None else op.views,
+                  **({"preprocess": dict(op.preprocess)} if op is not None and op.preprocess else {}),
                   "sensitivity": _f(s), "specificity": _f(c)}
     s, c = M.sensitivity_specificity(pos.astype(np.int64), keep.astype(np.int64))
     return {"n": int(len(y)), "sensitivity": _f(s), "specificity": _f(c), "per_detector": per}

@@ -1,6 +1,7 @@
 """Preprocessing: detector frames to network inputs of a fixed size per detector.
 
 - :func:`bin_image` (n x n binning), :func:`center_crop` (beam-centred crops with padding),
+- :func:`gaussian_prefilter` (masked Gaussian smoothing: the matched filter of spread spots),
 - :func:`lcn` (local contrast normalisation, paper 001 eqs 6-9), :func:`linear_contrast`,
   :func:`sqrt_contrast`, :func:`log_contrast`,
 - :func:`sample_augmentation` / :func:`flip_rotate` / :func:`scale_intensity` (augmentation),
@@ -15,9 +16,10 @@ from xtalscreen.preprocess.contrast import (CONTRASTS, apply_contrast, lcn, line
                                             log_contrast, sqrt_contrast)
 from xtalscreen.preprocess.crop import center_crop, crop_origin
 from xtalscreen.preprocess.pipeline import PreprocessConfig
+from xtalscreen.preprocess.smooth import gaussian_prefilter
 
 __all__ = [
     "Augmentation", "CONTRASTS", "PreprocessConfig", "apply_contrast", "bin_image", "center_crop",
-    "crop_origin", "flip_rotate", "lcn", "linear_contrast", "log_contrast", "sample_augmentation",
+    "crop_origin", "flip_rotate", "gaussian_prefilter", "lcn", "linear_contrast", "log_contrast", "sample_augmentation",
     "scale_intensity", "sqrt_contrast",
 ]

@@ -7,7 +7,10 @@ Steps of :meth:`PreprocessConfig.apply`, in order:
 
 1. assemble the frame into one 2-D image through its geometry (multi-panel detectors), pixels
    no panel covers being masked;
-2. bin ``bin x bin`` (masked pixels left out, see :func:`~xtalscreen.preprocess.bin_image`);
+2. (``prefilter_sigma > 0``) smooth with a Gaussian of that many detector pixels, masked pixels
+   left out (:func:`~xtalscreen.preprocess.gaussian_prefilter`: the matched filter of a spot
+   spread by a wide point-spread function, so that max-binning keeps it);
+   then bin ``bin x bin`` (masked pixels left out, see :func:`~xtalscreen.preprocess.bin_image`);
 3. crop ``crop`` pixels around the direct beam (paper 001: 720 x 720 after 2 x 2 binning;
    paper 003: 350 x 350 unbinned; paper 002: 512 x 512), padding with masked zeros where the
    crop leaves the detector; with ``augment=True`` the crop window is first shifted by up to
@@ -39,11 +42,12 @@ from xtalscreen.preprocess.augment import IDENTITY, flip_rotate, sample_augmenta
 from xtalscreen.preprocess.binning import BIN_REDUCE, bin_image
 from xtalscreen.preprocess.contrast import CONTRASTS, apply_contrast
 from xtalscreen.preprocess.crop import center_crop
+from xtalscreen.preprocess.smooth import gaussian_prefilter
 
 __all__ = ["PreprocessConfig", "ImagePreprocessConfig", "image_to_tensor", "SCHEMA_VERSION"]
 
 #: Version of the dictionary layout written by :meth:`PreprocessConfig.to_dict`.
-SCHEMA_VERSION = 2  # 2: unbinned_up_to and margin
+SCHEMA_VERSION = 3  # 2: unbinned_up_to and margin; 3: prefilter_sigma
 
 
 def _pos_int(name: str, value, minimum: int = 1) -> int:
@@ -128,6 +132,12 @@ class PreprocessConfig:
         Augmentation: random flips / quarter turns (non-square crops: half turns only).
     scale_range : (float, float)
         Augmentation: intensity multiplier range (log-uniform). LCN ignores it by construction.
+    prefilter_sigma : float
+        Gaussian smoothing before binning, sigma in unbinned (assembled) detector pixels; 0
+        (default): none. The matched filter for detectors whose point-spread function spreads
+        a spot over several pixels (fibre-optic-taper CCDs such as the Rayonix MX series); see
+        :mod:`xtalscreen.preprocess.smooth`. Usually set per detector by an operating point
+        (``xtalscreen calibrate --preprocess prefilter_sigma=1.2``), not for the whole model.
 
     Examples
     --------
@@ -156,6 +166,7 @@ class PreprocessConfig:
     flips: bool = True
     rot90: bool = True
     scale_range: tuple[float, float] = (0.8, 1.25)
+    prefilter_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.bin != "auto":
@@ -189,6 +200,14 @@ class PreprocessConfig:
         object.__setattr__(self, "scale_range", _ratio_range("scale_range", self.scale_range))
         object.__setattr__(self, "flips", bool(self.flips))
         object.__setattr__(self, "rot90", bool(self.rot90))
+        try:
+            ps = float(self.prefilter_sigma)
+        except (TypeError, ValueError):
+            ps = float("nan")
+        if isinstance(self.prefilter_sigma, (bool, np.bool_)) or not (0.0 <= ps < 64.0):
+            raise ParameterError(f"prefilter_sigma must be a number of pixels in [0, 64), got "
+                                 f"{self.prefilter_sigma!r}")
+        object.__setattr__(self, "prefilter_sigma", ps)
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -369,6 +388,8 @@ class PreprocessConfig:
         if center is None:
             center = (img.shape[1] / 2.0, img.shape[0] / 2.0)
         b, size = self.plan(img.shape)
+        if self.prefilter_sigma > 0:
+            img = gaussian_prefilter(img, self.prefilter_sigma, mask=mask)
         binned, bmask = bin_image(img, b, mask=mask, reduce=self.bin_reduce)
         c = (float(center[0]) / b, float(center[1]) / b)
         aug = IDENTITY

@@ -69,14 +69,19 @@ class CalibrationResult:
             rows.append(f"| {name} | {op.n_positive} / {op.n_negative} | {op.temperature:.3f} | "
                         f"{op.threshold:.4f} | {100 * op.sensitivity:.1f} % | "
                         f"{100 * op.specificity:.1f} % | {op.auc:.4f} | {op.views} |")
+        changed = {", ".join(f"{k}={v}" for k, v in op.preprocess.items())
+                   for op in self.points.values() if op.preprocess}
+        if changed:
+            rows.append(f"\npreprocessing changed for these detectors: {'; '.join(sorted(changed))}")
         return "\n".join(rows)
 
 
 def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: float | None = None,
               min_specificity: float | None = None, balanced: bool = False,
               confidence: float | None = None, min_frames: int = 50, pooled: bool = True,
-              pooled_rule: str = "each", views: int | None = None, batch: int = 32,
-              limit: int | None = None, device: str = "cpu", echo=None) -> CalibrationResult:
+              pooled_rule: str = "each", views: int | None = None, preprocess: dict | None = None,
+              batch: int = 32, limit: int | None = None, device: str = "cpu",
+              echo=None) -> CalibrationResult:
     """Fit per-detector operating points of ``model`` on labelled frames; write ``out``.
 
     Parameters
@@ -115,6 +120,12 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         and ``screen`` applies them to that detector's frames. More views separate faint hits
         from misses a little better at one forward pass each. None: the model file's own
         ``views`` (a head from ``xtalscreen train-head`` records them), else 1.
+    preprocess : dict, keyword-only
+        Changes to the model's preprocessing for these frames (keys of
+        :data:`~xtalscreen.evaluate.operating.POINT_PREPROCESS`, e.g.
+        ``{"prefilter_sigma": 1.2, "bin": 3}``: the matched filter of a detector whose
+        point-spread function spreads its spots, :mod:`xtalscreen.preprocess.smooth`); recorded
+        in each point, and ``screen`` preprocesses that detector's frames so.
     batch, device : keyword-only
         Inference batch size and device.
     limit : int, keyword-only
@@ -129,7 +140,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     ParameterError
         Bad arguments (both or neither rule, rates outside (0, 1], min_frames < 2).
     """
-    from xtalscreen.evaluate.operating import T_BOUNDS, fit_operating_point
+    from xtalscreen.evaluate.operating import T_BOUNDS, OperatingPoint, check_point_preprocess, fit_operating_point
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.screen.workers import FrameProcessor, class_weights, parse_operating_points
     from xtalscreen.train import FrameDataset, LabelledSet, load_labels, update_checkpoint
@@ -155,6 +166,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
 
     if views is not None:
         views = check_views(views)
+    changes = check_point_preprocess(preprocess)
     if pooled_rule not in ("each", "all"):
         raise ParameterError(f"pooled_rule must be 'each' or 'all', got {pooled_rule!r}")
     if confidence is not None and not 0.0 < float(confidence) < 1.0:
@@ -185,10 +197,11 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         order = order[np.linspace(0, len(order) - 1, min(int(limit), len(order))).round().astype(int)]
         order = np.unique(order)
     proc = FrameProcessor(net, pp, meta["classes"], device=device, views=views)
+    prep = proc.prepare_for(OperatingPoint(threshold=0.5, preprocess=changes))
     ds = FrameDataset(items, None)
     res = CalibrationResult()
     try:
-        logits, labels, keys, layouts = _score(proc, ds, items, order, batch, res, echo)
+        logits, labels, keys, layouts = _score(proc, prep, ds, items, order, batch, res, echo)
     finally:
         ds.close()
     res.frames = len(labels)
@@ -209,7 +222,8 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
                                                 min_specificity=min_specificity,
                                                 balanced=balanced, confidence=confidence,
                                                 views=views, source=f"{source}, {n} frames")
-            res.points[k] = dataclasses.replace(res.points[k], layout=layouts.get(k, ""))
+            res.points[k] = dataclasses.replace(res.points[k], layout=layouts.get(k, ""),
+                                                preprocess=changes)
         except ParameterError as exc:
             res.skipped.append(f"detector {k}: {exc}")
             continue
@@ -233,6 +247,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
             groups=keys_a[sel] if each else None, views=views,
             source=(f"{source}, {int(sel.sum())} frames of {len(res.points)} detectors" if each else
                     f"{source}, all {len(labels_a)} frames of {len(set(keys))} detectors"))
+        res.points[ANY_DETECTOR] = dataclasses.replace(res.points[ANY_DETECTOR], preprocess=changes)
     old = parse_operating_points(meta.get("operating_points"), path=meta["path"])
     res.kept = {k: v for k, v in old.items() if k not in res.points}
     merged = {k: v.to_dict() for k, v in {**res.kept, **res.points}.items()}
@@ -240,7 +255,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     return res
 
 
-def _score(proc, ds, items, order, batch, res, echo):
+def _score(proc, prep, ds, items, order, batch, res, echo):
     """Logits, labels and detector keys of the frames ``order`` (bad ones go to ``res``), and
     the sensor layout of each key (:func:`~xtalscreen.evaluate.operating.layout_key`)."""
     from xtalscreen.evaluate.operating import detector_key, layout_key
@@ -260,7 +275,7 @@ def _score(proc, ds, items, order, batch, res, echo):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _, z = proc.infer(frames)
+            _, z = proc.infer(frames, prepares=[prep] * len(frames))
         for f, i, row in zip(frames, idx, z):
             if not np.all(np.isfinite(row)):
                 res.bad_items.append(f"{items.files[i]} frame {int(items.frames[i])}: no valid pixel "

@@ -197,7 +197,8 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
     summary.outputs["model"] = meta["path"]
     summary.operating_points = {k: {"threshold": op.threshold if threshold is None else threshold,
                                     "temperature": op.temperature,
-                                    "views": op.views if views is None else views}
+                                    "views": op.views if views is None else views,
+                                    **({"preprocess": dict(op.preprocess)} if op.preprocess else {})}
                                 for k, op in points.items()}
     summary.threshold = threshold
     if summary.frames == 0 and summary.bad_items:

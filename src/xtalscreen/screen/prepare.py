@@ -15,6 +15,8 @@ source order), with the same rules:
   its maximum kept (``"max"``), an empty block masked (as
   :func:`~xtalscreen.preprocess.bin_image`); binned image ``H // bin x W // bin``;
 - crop: :func:`~xtalscreen.preprocess.crop_origin` around the beam, outside pixels masked;
+- with ``prefilter_sigma``: the frame is assembled (multi-panel) and only the crop's window,
+  with room for the Gaussian on each side, is smoothed before binning;
 - contrast and channels: :func:`~xtalscreen.preprocess.apply_contrast` as configured.
 
 The result equals ``PreprocessConfig.apply`` (``augment=False``) to float32 rounding; the tests
@@ -32,6 +34,7 @@ import numba
 import numpy as np
 
 from xtalscreen.preprocess import PreprocessConfig, apply_contrast, bin_image, crop_origin
+from xtalscreen.preprocess.smooth import gaussian_prefilter, prefilter_radius
 
 __all__ = ["FastPreprocess", "Prepared"]
 
@@ -299,11 +302,26 @@ class FastPreprocess:
         return out.reshape(ch, cw), empty.reshape(ch, cw), flag
 
     def _binned_crop_2d(self, frame):
+        center, flag = self._center(frame, frame.data.shape)
+        return self._binned_crop_array(frame.data, frame.mask, center) + (flag,)
+
+    def _binned_crop_filtered(self, frame):
+        """A frame through the matched filter (``prefilter_sigma``): assembled first when it has
+        panels, then smoothed over the crop's window only (:meth:`_binned_crop_array`)."""
+        if frame.data.ndim == 2 and frame.geometry is None:
+            return self._binned_crop_2d(frame)
+        img, mask = frame.assembled()
+        gc = None if frame.geometry is None else frame.geometry.beam_center_px(tuple(frame.data.shape))
+        center, flag = self._center(frame, img.shape, gc)
+        return self._binned_crop_array(img, mask, center) + (flag,)
+
+    def _binned_crop_array(self, data, mask, center):
+        """(binned crop, its mask) of a 2-D image, binning only the crop's window; with
+        ``prefilter_sigma`` the window is smoothed with room for the kernel on each side, which
+        gives the values of the whole image smoothed (:mod:`xtalscreen.preprocess.smooth`)."""
         cfg = self.config
-        data = frame.data
         H, W = data.shape
         b, (ch, cw) = cfg.plan((H, W))
-        center, flag = self._center(frame, (H, W))
         r0, c0 = crop_origin((center[0] / b, center[1] / b), (ch, cw))
         hb, wb = H // b, W // b
         # binned window [r0, r0+ch) x [c0, c0+cw) clipped to the binned image
@@ -312,18 +330,28 @@ class FastPreprocess:
         out = np.zeros((ch, cw), np.float32)
         omask = np.ones((ch, cw), bool)
         if ra < rb and ca < cb:
-            sub = data[ra * b:rb * b, ca * b:cb * b]
-            msub = None if frame.mask is None else frame.mask[ra * b:rb * b, ca * b:cb * b]
+            y0, y1, x0, x1 = ra * b, rb * b, ca * b, cb * b
+            if cfg.prefilter_sigma > 0:
+                r = prefilter_radius(cfg.prefilter_sigma)
+                Y0, Y1, X0, X1 = max(y0 - r, 0), min(y1 + r, H), max(x0 - r, 0), min(x1 + r, W)
+                win = gaussian_prefilter(data[Y0:Y1, X0:X1], cfg.prefilter_sigma,
+                                         mask=None if mask is None else mask[Y0:Y1, X0:X1])
+                sub = win[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0]
+            else:
+                sub = data[y0:y1, x0:x1]
+            msub = None if mask is None else mask[y0:y1, x0:x1]
             binned, bmask = bin_image(sub, b, mask=msub, reduce=cfg.bin_reduce)
             out[ra - r0:rb - r0, ca - c0:cb - c0] = binned
             omask[ra - r0:rb - r0, ca - c0:cb - c0] = bmask
-        return out, omask, flag
+        return out, omask
 
     # ------------------------------------------------------------------ API
     def __call__(self, frame) -> Prepared:
         """Preprocess one :class:`~xtalscreen.io.frame.Frame` (see the module docstring)."""
         cfg = self.config
-        if frame.geometry is not None:
+        if cfg.prefilter_sigma > 0:
+            crop, cmask, flag = self._binned_crop_filtered(frame)
+        elif frame.geometry is not None:
             crop, cmask, flag = self._binned_crop_geometry(frame)
         elif frame.data.ndim == 2:
             crop, cmask, flag = self._binned_crop_2d(frame)

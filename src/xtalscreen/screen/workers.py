@@ -213,6 +213,7 @@ class FrameProcessor:
             # NHWC weights: oneDNN's convolutions run ~1.5x faster on CPU (BENCHMARKS.md, screen)
             self.model = self.model.to(memory_format=torch.channels_last)
         self.prepare = FastPreprocess(preprocess)
+        self._prepares: dict[tuple, FastPreprocess] = {(): self.prepare}
         self.weights = class_weights(classes)
         self.classes = tuple(str(c) for c in classes)
         self.own_classes = own_classes(self.classes)
@@ -223,17 +224,35 @@ class FrameProcessor:
         self.default_views = 1 if default_views is None else check_views(default_views)
         self.timings = Timings()
 
-    def infer(self, frames: list, views=None) -> tuple[list, np.ndarray]:
+    def prepare_for(self, point=None):
+        """The preprocessing of frames served by operating point ``point``: the model's own,
+        with the point's ``preprocess`` changes (one :class:`FastPreprocess` kept per set of
+        changes)."""
+        changes = {} if point is None else point.preprocess
+        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(changes.items()))
+        prep = self._prepares.get(key)
+        if prep is None:
+            from xtalscreen.evaluate.operating import point_preprocess
+            from xtalscreen.screen.prepare import FastPreprocess
+
+            prep = self._prepares[key] = FastPreprocess(point_preprocess(self.prepare.config, point))
+        return prep
+
+    def infer(self, frames: list, views=None, prepares=None) -> tuple[list, np.ndarray]:
         """``(prepared, logits)``: the network inputs of ``frames`` and the model's raw outputs
         (rows of frames without a valid pixel are NaN), one inference per input size and number
         of views. ``views``: one count per frame (:func:`~xtalscreen.models.tta.view_logits`),
-        or one for all; None: ``self.views`` or 1."""
+        or one for all; None: ``self.views`` or 1. ``prepares``: one preprocessing per frame
+        (:meth:`prepare_for`); None: the model's own for all."""
         import torch
 
         from xtalscreen.models.tta import view_logits
 
         t0 = time.perf_counter()
-        prepared = [self.prepare(f) for f in frames]
+        if prepares is None:
+            prepared = [self.prepare(f) for f in frames]
+        else:
+            prepared = [p(f) for p, f in zip(prepares, frames)]
         t1 = time.perf_counter()
         if views is None or np.ndim(views) == 0:
             views = [views if views is not None else (self.views or 1)] * len(frames)
@@ -259,7 +278,7 @@ class FrameProcessor:
         ops = ([point_for(self.points, point_key(self.points, f)) for f in frames] if self.points
                else [None] * len(frames))
         views = [self.views or (self.default_views if op is None else op.views) for op in ops]
-        prepared, logits = self.infer(frames, views)
+        prepared, logits = self.infer(frames, views, [self.prepare_for(op) for op in ops])
         t1 = time.perf_counter()
         temps = np.array([1.0 if op is None else op.temperature for op in ops])
         probs = hit_maybe_miss(logits, self.weights, temps)
