@@ -200,3 +200,24 @@ def test_real_cspad_cbf_gets_the_cspad_point(real_dir):
     assert detector_key(f.data.shape) == "64x185x194" and "64x185x194" not in points
     assert layout_key(f) == "32x185x388"
     assert point_key(points, f) == "32x185x388"
+
+
+def test_rayonix_frames_are_screened_through_their_points_matched_filter(tmp_path, capsys):
+    """The shipped Rayonix MX340-HS point (1920 x 1920) smooths its frames with the matched
+    filter and bins them by 2 before the network (session 14); screen applies it, reports it,
+    and still warns by the detector's name with the point's measured figures."""
+    from xtalscreen.cli import main
+    from xtalscreen.screen.workers import parse_operating_points
+    from xtalscreen.simulate import simulate_dataset
+
+    points = parse_operating_points(load_default()[2]["operating_points"])
+    op = points["1920x1920"]
+    assert op.preprocess == {"bin": 2, "prefilter_sigma": 1.2} and op.views == 8
+    assert all(not p.preprocess for k, p in points.items() if k != "1920x1920")
+    simulate_dataset(tmp_path / "rx", presets="rayonix_mx340", n=2, seed=1, split=(0, 0, 100),
+                     spots="none", classes="strong", progress=False)
+    run = next((tmp_path / "rx").glob("*.h5"))
+    rc = main(["screen", str(run), "--out", str(tmp_path / "o"), "--quiet", "--no-hits-h5"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "1920x1920 keep >= 0.894 (temperature 3.83, 8 views, bin 2, prefilter_sigma 1.2)" in captured.out
+    assert "vetoes only 96.3 % of the misses" in captured.err

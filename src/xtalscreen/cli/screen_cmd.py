@@ -230,7 +230,8 @@ def run(args) -> int:
                  else "0.5")
         print(f"thresholds ({how}): " + ", ".join(
             f"{k} keep >= {v['threshold']:.3f} (temperature {v['temperature']:.2f}"
-            + (f", {v['views']} views)" if v.get("views", 1) > 1 else ")")
+            + (f", {v['views']} views" if v.get("views", 1) > 1 else "")
+            + "".join(f", {pk} {pv}" for pk, pv in v.get("preprocess", {}).items()) + ")"
             for k, v in sorted(pts.items()) if k != ANY_DETECTOR)
             + f"; other detectors {other} (a point of the same sensor layout first)")
     t = s.timings

@@ -158,8 +158,9 @@ def markdown_report(m: dict, *, title: str = "Evaluation") -> str:
                   "| detector | n | temperature | threshold | views | sensitivity | specificity |",
                   "|---|---|---|---|---|---|---|"]
         for k, v in o["per_detector"].items():
+            changed = "".join(f", {pk} {pv}" for pk, pv in v.get("preprocess", {}).items())
             lines.append(f"| {k} | {v['n']} | {v['temperature']:.3f} | {v['threshold']:.4f} | "
-                         f"{v.get('views', 1)} | {_pct(v['sensitivity'])} | {_pct(v['specificity'])} |")
+                         f"{v.get('views', 1)}{changed} | {_pct(v['sensitivity'])} | {_pct(v['specificity'])} |")
         lines += [f"| all | {o['n']} | | | | {_pct(o['sensitivity'])} | {_pct(o['specificity'])} |", ""]
     if "per_group" in m:
         lines += ["## Per group", "", "| group | n | accuracy | sensitivity | specificity |", "|---|---|---|---|---|"]
