@@ -89,6 +89,23 @@ def main() -> None:
     rows.append(("PreprocessConfig.ke2018().apply", "1679x1475 (Pilatus 2M)",
                  timeit(lambda: cfg.apply(p2m), args.reps), None))
 
+    # the Rayonix MX340 point's matched filter (session 14): 1920 x 1920 frame, filter 1.2 px,
+    # bin 2 -> 256 px; screen's FastPreprocess smooths only the crop's window, the reference
+    # PreprocessConfig.apply the whole frame (same values)
+    from xtalscreen.screen.prepare import FastPreprocess
+
+    rx = Frame(rng.poisson(12.0, (1920, 1920)).astype(np.float32), beam_center=(960.3, 958.7))
+    plain = PreprocessConfig(bin="auto", crop=(256, 256), bin_reduce="max", unbinned_up_to=2, margin=0)
+    filt = plain.replace(prefilter_sigma=1.2, bin=2)
+    fast_plain, fast_filt = FastPreprocess(plain), FastPreprocess(filt)
+    assert np.array_equal(fast_filt(rx).x, filt.apply(rx))
+    t_plain = timeit(lambda: fast_plain(rx), args.reps)
+    rows.append(("screen's FastPreprocess, max-bin 8 (no filter; baseline)", "1920x1920 (Rayonix)", t_plain, None))
+    rows.append(("screen's FastPreprocess, filter 1.2 px + bin 2 (the point)", "1920x1920 (Rayonix)",
+                 timeit(lambda: fast_filt(rx), args.reps), None))
+    rows.append(("PreprocessConfig.apply, filter 1.2 px + bin 2 (whole frame)", "1920x1920 (Rayonix)",
+                 timeit(lambda: filt.apply(rx), args.reps), None))
+
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible; "
           f"{args.reps} runs each, one core; 'best' is the fastest run (least disturbed by other "
           "processes), ratios use it")
