@@ -214,11 +214,13 @@ def _reduce_one(i: int):
     shipped input size for this detector (:meth:`PreprocessConfig.plan`) plus ``margin`` pixels
     on each side for the random shifts."""
     from xtalscreen.io.frame import Frame
-    from xtalscreen.preprocess import bin_image, center_crop, crop_origin
+    from xtalscreen.preprocess import bin_image, center_crop, crop_origin, gaussian_prefilter
 
     ds, cfg, shipped, margin = (_REDUCE[k] for k in ("ds", "cfg", "shipped", "margin"))
     f = ds.read(i)
     img, mask = f.assembled()
+    if shipped.prefilter_sigma > 0:  # the matched filter comes before the binning, as shipped
+        img = gaussian_prefilter(img, shipped.prefilter_sigma, mask=mask)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         c = cfg._frame_center(f, img.shape)
@@ -377,6 +379,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bin", default="auto",
                     help="binning factor of the raw frames, or 'auto' (fit the detector into the input)")
     ap.add_argument("--bin-reduce", default="max", choices=["sum", "mean", "max"])
+    ap.add_argument("--prefilter-sigma", type=float, default=0.0,
+                    help="Gaussian matched filter before binning, in detector pixels (for spots spread "
+                         "by a wide point-spread function, e.g. 1.2 on a Rayonix); shipped with the model")
     ap.add_argument("--unbinned-up-to", type=int, default=1,
                     help="detectors whose auto binning factor is at most this are kept at full "
                          "resolution (2: the 512 px CCD gets a 512 px input; tried in session 4, "
@@ -437,9 +442,11 @@ def main(argv=None) -> int:
 
     bin_arg = args.bin if args.bin == "auto" else int(args.bin)
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
-                               lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to)
+                               lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to,
+                               prefilter_sigma=args.prefilter_sigma)
     reduced = work / (f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
-                      + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else ""))
+                      + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else "")
+                      + (f"_f{args.prefilter_sigma:g}" if args.prefilter_sigma > 0 else ""))
     reduce(work / "raw", reduced, shipped=shipped, margin=args.max_shift, workers=args.sim_workers)
     t_red = time.perf_counter() - t0 - t_sim
     print(f"reduced in {t_red:.0f} s", flush=True)
@@ -475,7 +482,7 @@ def main(argv=None) -> int:
     # ship: same weights, raw-frame preprocessing (the binning before the identical crop)
     model, pp, meta = load_model(res.best_path)
     shipped_pp = pp.replace(bin=shipped.bin, bin_reduce=shipped.bin_reduce, margin=0,
-                            unbinned_up_to=shipped.unbinned_up_to)
+                            unbinned_up_to=shipped.unbinned_up_to, prefilter_sigma=shipped.prefilter_sigma)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ship = out / "default_ke.pt"
