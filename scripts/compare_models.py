@@ -81,6 +81,21 @@ def relabel(data, rule: str):
     return dataclasses.replace(data, labels=y)
 
 
+def preset_frames(path, preset: str, split: str = "test", limit: int | None = None):
+    """``(frames, idx)``: the ``split`` frames of detector ``preset`` in the simulated set at
+    ``path``, labelled by their measured spot count (:func:`relabel`), and their indices in the
+    split; at most ``limit`` of them, spread over the set. Exits naming the set when it has none."""
+    from xtalscreen.train import load_labels
+
+    data = relabel(load_labels(path, target="ke").split(split), "measured")
+    idx = np.flatnonzero(np.array([m["preset"] for m in data.meta]) == preset)
+    if not len(idx):
+        sys.exit(f"{path}: no {split} frames of preset {preset!r}")
+    if limit and limit < len(idx):
+        idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
+    return data.subset(idx), idx
+
+
 def evaluate(model_ref: str, data, presets: np.ndarray, first: np.ndarray) -> dict:
     import torch
 

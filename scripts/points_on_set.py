@@ -48,14 +48,10 @@ def main(argv=None) -> int:
     from xtalscreen.evaluate.operating import keep_scores, point_for, point_key, point_preprocess
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.screen.workers import parse_operating_points
-    from xtalscreen.train import FrameDataset, load_labels, predict
+    from xtalscreen.train import FrameDataset, predict
 
     torch.set_num_threads(args.threads)
-    data = cm.relabel(load_labels(args.data, target="ke").split(args.split), "measured")
-    idx = np.flatnonzero(np.array([m["preset"] for m in data.meta]) == args.preset)
-    if not len(idx):
-        sys.exit(f"{args.data}: no {args.split} frames of preset {args.preset!r}")
-    sub = data.subset(idx)
+    sub, idx = cm.preset_frames(args.data, args.preset, args.split)
     refs = [(s.partition("=")[0], s.partition("=")[2]) if "=" in s else (s, s) for s in args.model]
     loaded = [load_screening_model(ref) for _, ref in refs]
     model, pp, _ = loaded[0]

@@ -47,17 +47,11 @@ def main(argv=None) -> int:
     from xtalscreen.cli.screen_cmd import parse_preprocess_changes
     from xtalscreen.evaluate.operating import OperatingPoint, point_preprocess
     from xtalscreen.models.pretrained import load_screening_model
-    from xtalscreen.train import FrameDataset, load_labels, predict
+    from xtalscreen.train import FrameDataset, predict
 
     torch.set_num_threads(args.threads)
     cands = [{} if c.strip().lower() == "none" else parse_preprocess_changes(c) for c in args.candidates]
-    data = cm.relabel(load_labels(args.data, target="ke").split(args.split), "measured")
-    idx = np.flatnonzero(np.array([m["preset"] for m in data.meta]) == args.preset)
-    if not len(idx):
-        sys.exit(f"{args.data}: no {args.split} frames of preset {args.preset!r}")
-    if args.limit and args.limit < len(idx):
-        idx = idx[np.linspace(0, len(idx) - 1, args.limit).round().astype(int)]
-    sub = data.subset(idx)
+    sub, idx = cm.preset_frames(args.data, args.preset, args.split, args.limit)
     model, pp, _ = load_screening_model(args.model)
     pos = np.asarray(sub.labels) != 2
     print(f"{args.data}: {len(idx)} {args.preset} frames ({int(pos.sum())} hit+maybe, "
