@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     import compare_models as cm
     from xtalscreen.cli.screen_cmd import parse_preprocess_changes
-    from xtalscreen.evaluate.operating import OperatingPoint, point_preprocess
+    from xtalscreen.evaluate.operating import point_preprocess
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.train import FrameDataset, predict
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     print("| preprocessing | input | AUC | spec. at 98.5 % sens. | seconds |")
     print("|---|---|---|---|---|")
     for changes in cands:
-        cfg = point_preprocess(pp, OperatingPoint(threshold=0.5, preprocess=changes))
+        cfg = point_preprocess(pp, changes)
         t0 = time.perf_counter()
         ds = FrameDataset(sub, cfg)
         shape = cfg.output_shape_for(ds.read(0).assembled()[0].shape)

@@ -36,8 +36,9 @@ import numpy as np
 from xtalscreen.errors import ParameterError
 from xtalscreen.preprocess.views import check_views
 
-__all__ = ["ANY_DETECTOR", "OperatingPoint", "POINT_PREPROCESS", "check_point_preprocess", "point_preprocess", "detector_key", "fit_temperature", "fit_operating_point",
-           "hit_maybe_miss", "keep_at_points", "keep_scores", "point_for", "required_successes", "softmax"]
+__all__ = ["ANY_DETECTOR", "OperatingPoint", "POINT_PREPROCESS", "check_point_preprocess", "detector_key",
+           "fit_temperature", "fit_operating_point", "hit_maybe_miss", "keep_at_points", "keep_scores",
+           "point_for", "point_preprocess", "required_successes", "softmax"]
 
 #: temperatures searched by :func:`fit_temperature`
 T_BOUNDS = (0.05, 20.0)
@@ -246,9 +247,10 @@ def check_point_preprocess(changes) -> dict:
 
 
 def point_preprocess(config, point=None):
-    """``config`` (a :class:`~xtalscreen.preprocess.PreprocessConfig`) with the changes of
-    operating point ``point`` (None or no changes: ``config`` itself)."""
-    changes = {} if point is None else dict(point.preprocess)
+    """``config`` (a :class:`~xtalscreen.preprocess.PreprocessConfig`) with the preprocessing
+    changes of operating point ``point`` (or a dict of such changes; None, or no changes:
+    ``config`` itself)."""
+    changes = dict(point if isinstance(point, dict) else getattr(point, "preprocess", None) or {})
     if not changes:
         return config
     if "crop" in changes:

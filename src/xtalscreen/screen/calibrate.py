@@ -140,7 +140,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
     ParameterError
         Bad arguments (both or neither rule, rates outside (0, 1], min_frames < 2).
     """
-    from xtalscreen.evaluate.operating import T_BOUNDS, OperatingPoint, check_point_preprocess, fit_operating_point
+    from xtalscreen.evaluate.operating import T_BOUNDS, check_point_preprocess, fit_operating_point
     from xtalscreen.models.pretrained import load_screening_model
     from xtalscreen.screen.workers import FrameProcessor, class_weights, parse_operating_points
     from xtalscreen.train import FrameDataset, LabelledSet, load_labels, update_checkpoint
@@ -197,7 +197,7 @@ def calibrate(model, data, *, out, split: str | None = "val", min_sensitivity: f
         order = order[np.linspace(0, len(order) - 1, min(int(limit), len(order))).round().astype(int)]
         order = np.unique(order)
     proc = FrameProcessor(net, pp, meta["classes"], device=device, views=views)
-    prep = proc.prepare_for(OperatingPoint(threshold=0.5, preprocess=changes))
+    prep = proc.prepare_for(changes)
     ds = FrameDataset(items, None)
     res = CalibrationResult()
     try:

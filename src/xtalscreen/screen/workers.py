@@ -225,10 +225,10 @@ class FrameProcessor:
         self.timings = Timings()
 
     def prepare_for(self, point=None):
-        """The preprocessing of frames served by operating point ``point``: the model's own,
-        with the point's ``preprocess`` changes (one :class:`FastPreprocess` kept per set of
-        changes)."""
-        changes = {} if point is None else point.preprocess
+        """The preprocessing of frames served by operating point ``point`` (or a dict of its
+        changes): the model's own, with the point's ``preprocess`` changes (one
+        :class:`FastPreprocess` kept per set of changes)."""
+        changes = point if isinstance(point, dict) else getattr(point, "preprocess", None) or {}
         key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(changes.items()))
         prep = self._prepares.get(key)
         if prep is None:
