@@ -220,4 +220,32 @@ def test_rayonix_frames_are_screened_through_their_points_matched_filter(tmp_pat
     rc = main(["screen", str(run), "--out", str(tmp_path / "o"), "--quiet", "--no-hits-h5"])
     captured = capsys.readouterr()
     assert rc == 0 and "1920x1920 keep >= 0.894 (temperature 3.83, 8 views, bin 2, prefilter_sigma 1.2)" in captured.out
-    assert "vetoes only 96.3 % of the misses" in captured.err
+    assert "vetoes only 96.3 % of the misses" in captured.err and "--model rayonix" in captured.err
+
+
+def test_shipped_rayonix_model_filters_every_frame_and_serves_its_detector(tmp_path, capsys):
+    """``--model rayonix``: the default network fine-tuned through the matched filter; its own
+    preprocessing is the filter and bin 2, its one point is the 2x2-binned MX340-HS's, its card
+    says it is for that detector only, and screen runs it on simulated Rayonix frames."""
+    import torch
+
+    from xtalscreen.cli import main
+    from xtalscreen.models.pretrained import load_screening_model, model_card
+    from xtalscreen.simulate import simulate_dataset
+
+    net, pp, meta = load_screening_model("rayonix")
+    assert pp.prefilter_sigma == 1.2 and pp.bin == 2 and pp.crop == (256, 256)
+    assert set(meta["operating_points"]) == {"1920x1920"} and meta["operating_points"]["1920x1920"]["views"] == 8
+    base = load_screening_model("default")[0]
+    assert net.num_features == base.num_features
+    assert any(not torch.equal(a, b) for a, b in zip(net.state_dict().values(), base.state_dict().values()))
+    card = model_card("rayonix")
+    assert card["file"] == "rayonix_ke.pt" and set(card["trained_on"]["detectors"]) == {"rayonix_mx340"}
+    assert "this detector only" in card["task"]
+    t = card["independent_test"]["seeds_881_883"]
+    assert t["sensitivity"] >= 0.985 and t["specificity"] >= 0.97
+    simulate_dataset(tmp_path / "rx", presets="rayonix_mx340", n=2, seed=1, split=(0, 0, 100),
+                     spots="none", classes="strong", progress=False)
+    run = next((tmp_path / "rx").glob("*.h5"))
+    rc = main(["screen", str(run), "--model", "rayonix", "--out", str(tmp_path / "o"), "--quiet", "--no-hits-h5"])
+    assert rc == 0 and "1920x1920 keep >= 0.547 (temperature 0.66, 8 views)" in capsys.readouterr().out

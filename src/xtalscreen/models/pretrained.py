@@ -11,6 +11,11 @@ no-crystal, weak, good, strong), fitted by ``scripts/train_diffranet_head.py`` w
 :func:`xtalscreen.train.head.fit_head` on its spot-count features at 8 test-time views (card
 ``diffranet5.json``). ``screen`` maps its classes to Hit (good, strong) / Maybe (weak) / Miss.
 
+``rayonix`` is ``default`` fine-tuned for Rayonix MX340-HS frames (2 x 2 binned, 1920 x 1920):
+its preprocessing smooths each frame with a Gaussian matched filter (1.2 px) and bins by 2
+(:mod:`xtalscreen.preprocess.smooth`), because the fibre-optic taper spreads its spots; for
+this detector only (card ``rayonix_ke.json``).
+
 >>> from xtalscreen.models.pretrained import load_default, model_card   # doctest: +SKIP
 >>> model, preprocess, meta = load_default()
 >>> model_card()["test"]["overall"]["sensitivity"]
@@ -29,7 +34,8 @@ __all__ = ["PRETRAINED", "resolve_model", "load_default", "model_card", "load_sc
 
 #: name -> (weights file, card file) inside ``xtalscreen.models.weights``
 PRETRAINED = {"default": ("default_ke.pt", "default_ke.json"),
-              "diffranet5": ("diffranet5.pt", "diffranet5.json")}
+              "diffranet5": ("diffranet5.pt", "diffranet5.json"),
+              "rayonix": ("rayonix_ke.pt", "rayonix_ke.json")}
 
 
 def _resource(name: str) -> Path:
