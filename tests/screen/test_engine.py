@@ -151,6 +151,19 @@ def test_a_detector_measured_unreliable_warns_once_per_file(tmp_path):
     assert "'Rayonix MX340-HS'" in lines[0] and why in lines[0]
 
 
+def test_a_model_for_one_detector_warns_on_others_once_per_file(tmp_path):
+    lines = []
+    c = FileCollector(tmp_path, live=False, echo=lines.append,
+                      trained_on={"only": {"match": ["rayonix", "mx340"], "why": "made for the Rayonix only"}})
+    c.start()
+    for i in range(3):
+        c.add(FrameResult("r.h5", i, 0.1, 0.1, 0.8, "miss", detector="Rayonix MX340-HS"))
+        c.add(FrameResult("p.cbf", i, 0.1, 0.1, 0.8, "miss", detector="PILATUS 6M"))
+        c.add(FrameResult("n.npy", i, 0.1, 0.1, 0.8, "miss"))  # no name: nothing to check
+    c.finish()
+    assert lines == ["warning: p.cbf: detector 'PILATUS 6M': made for the Rayonix only"]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_crash_leaves_valid_partial_csv(tmp_path, tiny_model, frames_factory, workers):
     make_frames = frames_factory

@@ -241,7 +241,7 @@ def test_shipped_rayonix_model_filters_every_frame_and_serves_its_detector(tmp_p
     assert any(not torch.equal(a, b) for a, b in zip(net.state_dict().values(), base.state_dict().values()))
     card = model_card("rayonix")
     assert card["file"] == "rayonix_ke.pt" and set(card["trained_on"]["detectors"]) == {"rayonix_mx340"}
-    assert "this detector only" in card["task"]
+    assert "this detector only" in card["task"] and "rayonix" in card["trained_on"]["only"]["match"]
     t = card["independent_test"]["seeds_881_883"]
     assert t["sensitivity"] >= 0.985 and t["specificity"] >= 0.97
     simulate_dataset(tmp_path / "rx", presets="rayonix_mx340", n=2, seed=1, split=(0, 0, 100),

@@ -184,7 +184,9 @@ class FileCollector:
         a frame far outside (factor 2) is warned about once per file. ``"unreliable"``: a list
         of ``{"match": [names], "why": text}``, detectors on which the model was measured to
         fail; a frame whose detector name holds one of the names (any case) is warned about
-        once per file, with the reason.
+        once per file, with the reason. ``"only"``: ``{"match": [names], "why": text}`` for a
+        model made for one detector (``--model rayonix``): a frame whose detector name holds
+        none of the names is warned about once per file.
     echo : callable, keyword-only
         Where live lines and warnings go (default: stderr).
     source_chunks : bool, keyword-only
@@ -346,6 +348,10 @@ class FileCollector:
                     f"{lo_hi[0]:.1e}-{lo_hi[1]:.1e} rad the model was trained on; its decisions "
                     "may be unreliable"))
         name = (r.detector or "").lower()
+        only = self.trained_on.get("only")
+        if only and name and not any(m.lower() in name for m in only.get("match", ())):
+            self._warn_once(("only", r.file), f"{r.file}: detector {r.detector!r}: "
+                            f"{only.get('why', 'this model was made for another detector')}")
         for entry in (self.trained_on.get("unreliable") or []) if name else []:
             if any(m.lower() in name for m in entry.get("match", ())):
                 self._warn_once(("unreliable", r.file), f"{r.file}: detector {r.detector!r}: "
