@@ -38,7 +38,7 @@ from xtalscreen.preprocess.views import check_views
 
 __all__ = ["ANY_DETECTOR", "OperatingPoint", "POINT_PREPROCESS", "check_point_preprocess", "detector_key",
            "fit_temperature", "fit_operating_point", "hit_maybe_miss", "keep_at_points", "keep_scores",
-           "point_for", "point_preprocess", "required_successes", "softmax"]
+           "point_for", "point_preprocess", "preprocess_key", "required_successes", "softmax"]
 
 #: temperatures searched by :func:`fit_temperature`
 T_BOUNDS = (0.05, 20.0)
@@ -244,6 +244,13 @@ def check_point_preprocess(changes) -> dict:
     if "crop" in out:
         out["crop"] = list(out["crop"])  # as JSON keeps it
     return out
+
+
+def preprocess_key(point=None) -> tuple:
+    """A hashable key of the preprocessing changes of ``point`` (or a dict of changes); ``()``
+    for none: frames whose points share a key are preprocessed alike."""
+    changes = point if isinstance(point, dict) else getattr(point, "preprocess", None) or {}
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(changes.items()))
 
 
 def point_preprocess(config, point=None):

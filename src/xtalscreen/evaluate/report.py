@@ -303,16 +303,16 @@ def _at_point_views(probs, ok, keys, meta, predict_views, have: int = 1, preproc
     out = probs[ok]
     if keys is None:
         return out
-    from xtalscreen.evaluate.operating import point_for, point_preprocess
+    from xtalscreen.evaluate.operating import point_for, point_preprocess, preprocess_key
     from xtalscreen.screen.workers import parse_operating_points
 
     points = parse_operating_points(meta.get("operating_points"), path=meta.get("path", ""))
     keys = np.asarray(keys)
     own = meta.get("views") or 1  # a detector without a point: the file's own views, as screen
     ops = [point_for(points, k) for k in keys]
-    how = [(getattr(op, "views", own), repr(sorted(getattr(op, "preprocess", {}).items()))) for op in ops]
+    how = [(getattr(op, "views", own), preprocess_key(op)) for op in ops]
     items = np.flatnonzero(ok)
-    for h in sorted(set(how) - {(have, "[]")}):  # out is a copy already (boolean indexing)
+    for h in sorted(set(how) - {(have, ())}, key=repr):  # out is a copy already (boolean indexing)
         m = np.array([x == h for x in how])
         op = ops[int(np.flatnonzero(m)[0])]
         out[m] = predict_views(h[0], items[m], point_preprocess(preprocess, op))

@@ -228,11 +228,11 @@ class FrameProcessor:
         """The preprocessing of frames served by operating point ``point`` (or a dict of its
         changes): the model's own, with the point's ``preprocess`` changes (one
         :class:`FastPreprocess` kept per set of changes)."""
-        changes = point if isinstance(point, dict) else getattr(point, "preprocess", None) or {}
-        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(changes.items()))
+        from xtalscreen.evaluate.operating import point_preprocess, preprocess_key
+
+        key = preprocess_key(point)
         prep = self._prepares.get(key)
         if prep is None:
-            from xtalscreen.evaluate.operating import point_preprocess
             from xtalscreen.screen.prepare import FastPreprocess
 
             prep = self._prepares[key] = FastPreprocess(point_preprocess(self.prepare.config, point))
