@@ -481,3 +481,19 @@ def test_saturated_frames_are_flagged_and_warned_once_per_file(tmp_path, tiny_mo
     assert ["saturated" in x["flags"] for x in rows(tmp_path / "o")] == [False, True, False]
     warned = [ln for ln in lines if "saturated" in ln]
     assert len(warned) == 1 and "frame 1" in warned[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_screen_uses_the_geometry_beside_simulated_shards(tmp_path, tiny_model, workers, panel_run):
+    """Multi-panel shards with their geometry.geom beside them are screened through it (no
+    ``no_geometry`` flag) and the summary names the file; ``geometry_beside=False`` restores
+    the flag."""
+    run = panel_run(tmp_path / "shard-00000.h5")
+    s = screen([run], out=tmp_path / "o", model=str(tiny_model), live=False, workers=workers)
+    got = rows(tmp_path / "o")
+    assert len(got) == 3 and not any("no_geometry" in r["flags"] for r in got)
+    assert s.geometries == {str(tmp_path / "geometry.geom"): 1}
+    s = screen([run], out=tmp_path / "o2", model=str(tiny_model), live=False, workers=workers,
+               geometry_beside=False)
+    assert all("no_geometry" in r["flags"] for r in rows(tmp_path / "o2"))
+    assert s.geometries == {}

@@ -22,7 +22,10 @@ def register(sub) -> None:
                     "A frame is kept when p_hit + p_maybe >= --threshold; without --threshold, "
                     "each detector's operating point stored in the model by 'xtalscreen "
                     "calibrate' (else 0.5); such a model's probabilities are temperature-scaled "
-                    "per detector. Flags: no_geometry (multi-panel frames without a geometry; pass "
+                    "per detector. Without --geometry, a CrystFEL file beside the data (geometry.geom "
+                    "in the file's folder, or FOLDER.geom one level up, as 'xtalscreen simulate' "
+                    "writes them) is used for the frames whose shape it describes. "
+                    "Flags: no_geometry (multi-panel frames without a geometry; pass "
                     "--geometry), no_beam_center (cropped around the image centre), saturated "
                     "(over 5 % of the pixels at the file's saturation level). Frames with no valid pixel "
                     "get decision 'bad'. Unreadable files/frames are reported, skipped and counted. "
@@ -48,7 +51,10 @@ def register(sub) -> None:
                    help="test-time views averaged per frame (rotations/mirrors, one forward pass "
                         "each; default: those of the detector's operating point, else the model "
                         "file's own (train-head records them), else 1)")
-    p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data)")
+    p.add_argument("--geometry", help="CrystFEL .geom file of the detector (multi-panel data; "
+                                      "default: a geometry.geom beside the data, where it fits)")
+    p.add_argument("--no-geometry-beside", action="store_true",
+                   help="do not look for a geometry file beside the data")
     p.add_argument("--mask", help="mask file (nonzero = bad) ORed into every frame's mask")
     p.add_argument("--dataset", help="HDF5 dataset holding the frames (auto-detected when not given)")
     p.add_argument("--beam-center", nargs=2, type=float, metavar=("FS", "SS"),
@@ -209,6 +215,8 @@ def run(args) -> int:
                               ("dataset", args.dataset)) if v is not None}
     if args.no_auto_mask:
         read["auto_mask"] = False
+    if args.no_geometry_beside:
+        read["geometry_beside"] = False
     if args.beam_center is not None:
         read["beam_center"] = tuple(args.beam_center)
     source = None
@@ -220,6 +228,9 @@ def run(args) -> int:
                write_hits=not args.no_hits_h5, live=False if args.quiet else True,
                device=args.device, views=args.views, **read)
     print(f"screened {s.line()}")
+    for g, n in sorted(s.geometries.items()):
+        print(f"geometry {g} (found beside {n} data file{'s' if n != 1 else ''}; "
+              "--no-geometry-beside: do not use it)")
     if s.operating_points:
         from xtalscreen.evaluate.operating import ANY_DETECTOR
 

@@ -36,7 +36,8 @@ from xtalscreen.io.frame import Frame
 from xtalscreen.io.masks import load_mask
 from xtalscreen.io.sources import KNOWN_EXTENSIONS, SourceItem, format_of, iter_sources
 
-__all__ = ["open_frames", "open_file", "read_frame", "count_frames", "ReadError", "FrameStream"]
+__all__ = ["open_frames", "open_file", "read_frame", "count_frames", "ReadError", "FrameStream",
+           "geometry_file_beside"]
 
 log = logging.getLogger("xtalscreen.io")
 
@@ -135,6 +136,40 @@ def _geometry(geometry):
     return read_geom(os.fspath(geometry))
 
 
+GEOMETRY_NAME = "geometry.geom"
+
+
+def geometry_file_beside(path: str | os.PathLike) -> str | None:
+    """The CrystFEL file that belongs beside a data file, or None.
+
+    Looks where ``xtalscreen simulate`` writes them: ``geometry.geom`` in the file's folder
+    (one multi-panel preset), else ``<folder>.geom`` in the folder above (several presets:
+    ``out/cspad/shard-00000.h5`` and ``out/cspad.geom``).
+    """
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    for cand in (os.path.join(folder, GEOMETRY_NAME),
+                 os.path.join(os.path.dirname(folder), os.path.basename(folder) + ".geom")):
+        if os.path.isfile(cand):
+            return cand
+    return None
+
+
+_BESIDE_CACHE: dict[tuple[str, int], Any] = {}
+
+
+def _read_beside(path: str):
+    """A geometry found beside the data, read once per file version; None when it cannot be
+    read (a stray file must not stop the run: the frame is then read without one)."""
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _BESIDE_CACHE:
+        try:
+            _BESIDE_CACHE[key] = _geometry(path)
+        except (InputError, ParameterError) as exc:
+            log.warning("ignored the geometry file %s found beside the data: %s", path, exc)
+            _BESIDE_CACHE[key] = None
+    return _BESIDE_CACHE[key]
+
+
 class FrameStream:
     """The iterator :func:`open_frames` returns: frames one at a time, plus bookkeeping.
 
@@ -161,7 +196,20 @@ class FrameStream:
         if not self.items and not self.errors:
             raise InputError(f"no files to read in {source!r}")
         self.n_frames = 0
+        #: data file -> CrystFEL file found beside it and used (``geometry_beside=True``)
+        self.geometries: dict[str, str] = {}
         self._it = self._generate()
+
+    def geometry_for(self, path: str):
+        """(geometry, found): the ``geometry=`` given (found False), else with
+        ``geometry_beside`` the one beside ``path`` (found: its file name), else (None, False)."""
+        if self._opt["geometry"] is not None or not self._opt["geometry_beside"]:
+            return self._opt["geometry"], False
+        g = geometry_file_beside(path)
+        geom = None if g is None else _read_beside(g)
+        if geom is None:
+            return None, False
+        return geom, g
 
     # ------------------------------------------------------------------ errors
     def _fail(self, exc: InputError, path: str | None = None, frame: int | None = None) -> None:
@@ -199,7 +247,7 @@ class FrameStream:
         for item in self.items:
             try:
                 with open_file(item.path, dataset=self._opt["dataset"],
-                               geometry=self._opt["geometry"], auto_mask=False) as r:
+                               geometry=self.geometry_for(item.path)[0], auto_mask=False) as r:
                     n = len(r)
                 sel = item.frames if item.frames is not None else self._opt["frames"]
                 total += sum(1 for i in _selection(sel, n) if 0 <= i < n)
@@ -211,8 +259,9 @@ class FrameStream:
         o = self._opt
         shape = None
         for item in self.items:
+            geom, found = self.geometry_for(item.path)
             try:
-                reader = open_file(item.path, dataset=o["dataset"], geometry=o["geometry"],
+                reader = open_file(item.path, dataset=o["dataset"], geometry=geom,
                                    auto_mask=o["auto_mask"])
             except InputError as exc:
                 self._fail(exc, item.path)
@@ -225,7 +274,7 @@ class FrameStream:
                             raise InputError(f"frame {i} does not exist: the file holds {n} "
                                              f"frame(s) (indices 0..{n - 1})", path=item.path,
                                              frame=i)
-                        frame = self._finish(reader.read(i))
+                        frame = self._finish(reader.read(i), geom, found)
                         if o["check_shapes"]:
                             if shape is None:
                                 shape = frame.shape
@@ -245,7 +294,7 @@ class FrameStream:
             raise InputError(f"no frame could be read: {len(self.errors)} error(s), the first: "
                              f"{self.errors[0]}")
 
-    def _finish(self, frame: Frame) -> Frame:
+    def _finish(self, frame: Frame, geometry=None, found=False) -> Frame:
         o = self._opt
         changes: dict[str, Any] = {}
         if o["mask"] is not None:
@@ -258,9 +307,13 @@ class FrameStream:
         for key in ("pixel_size", "distance", "wavelength", "beam_center"):
             if o[key] is not None:
                 changes[key] = o[key]
-        if o["geometry"] is not None:
-            o["geometry"].check_data(frame.shape, frame.source)
-            changes["geometry"] = o["geometry"]
+        if found:  # a file beside the data: used only where it describes exactly this array
+            if tuple(frame.shape) == tuple(geometry.data_shape()):
+                changes["geometry"] = geometry
+                self.geometries[frame.source] = found
+        elif geometry is not None:
+            geometry.check_data(frame.shape, frame.source)
+            changes["geometry"] = geometry
         if changes:
             frame = frame.replace(**changes)
         if o["dark"] is not None or o["gain"] is not None or o["low_gain_map"] is not None:
@@ -276,7 +329,7 @@ def open_frames(source, *, dataset: str | None = None, frames=None, mask=None,
                 distance: float | None = None, wavelength: float | None = None, dark=None,
                 gain=None, gain_mode: str = "divide", low_gain_map=None,
                 low_gain_factor: float = CSPAD_LOW_GAIN_FACTOR, auto_mask: bool = True,
-                check_shapes: bool = False, on_error: str = "raise",
+                geometry_beside: bool = False, check_shapes: bool = False, on_error: str = "raise",
                 errors: list | Callable[[ReadError], Any] | None = None) -> FrameStream:
     """Iterate the frames of files, directories, globs or list files, lazily.
 
@@ -295,6 +348,11 @@ def open_frames(source, *, dataset: str | None = None, frames=None, mask=None,
         1 = good masks).
     geometry : DetectorGeometry or path to a CrystFEL ``.geom``, keyword-only
         Attached to every frame (checked against its shape).
+    geometry_beside : bool, keyword-only
+        Without ``geometry``: use the CrystFEL file beside each data file
+        (:func:`geometry_file_beside`: ``geometry.geom`` in its folder, or ``<folder>.geom`` one
+        level up, as ``xtalscreen simulate`` writes them) for the frames whose shape it
+        describes exactly; the files used are listed in ``stream.geometries``.
     beam_center, pixel_size, distance, wavelength : keyword-only
         Override the file's values: (fs, ss) pixels, metres, metres, ångström.
     dark, gain, low_gain_map : array or file, keyword-only
@@ -365,7 +423,8 @@ def open_frames(source, *, dataset: str | None = None, frames=None, mask=None,
         gain=None if gain is None else load_array(gain, name="gain").astype(np.float32),
         gain_mode=gain_mode,
         low_gain_map=None if low_gain_map is None else load_array(low_gain_map, name="low_gain_map").astype(bool),
-        low_gain_factor=low_gain_factor, auto_mask=auto_mask, check_shapes=check_shapes,
+        low_gain_factor=low_gain_factor, auto_mask=auto_mask, geometry_beside=bool(geometry_beside),
+        check_shapes=check_shapes,
         on_error=on_error, errors=errors)
     return FrameStream(source, options)
 

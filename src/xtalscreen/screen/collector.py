@@ -80,6 +80,8 @@ class Summary:
         ``{detector_key: {"threshold": T, "temperature": t}}`` (empty for a model without any).
     threshold : float or None
         The one threshold given for all detectors, or None (operating points, else 0.5).
+    geometries : dict
+        CrystFEL files found beside the data and used (no ``geometry`` given) -> data files.
     """
 
     frames: int = 0
@@ -93,6 +95,7 @@ class Summary:
     warnings: list = field(default_factory=list)
     operating_points: dict = field(default_factory=dict)
     threshold: float | None = None
+    geometries: dict = field(default_factory=dict)
 
     @property
     def hit_rate(self) -> float:

@@ -94,7 +94,9 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         it was fitted on; other counts shift the probabilities a little.
     **read_options
         For :func:`~xtalscreen.io.open_frames`: ``geometry``, ``mask``, ``beam_center``,
-        ``dataset``, ``frames`` ...
+        ``dataset``, ``frames`` ... Without ``geometry``, a CrystFEL file beside the data (as
+        ``xtalscreen simulate`` writes it) is used where it fits (``geometry_beside=False``:
+        never); the files used are in ``Summary.geometries``.
 
     Returns
     -------
@@ -142,7 +144,10 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
                               trained_on=meta["card"].get("trained_on"),
                               echo=echo, source_chunks=source is None and not any(
                                   read_options.get(k) is not None for k in _VALUE_OPTIONS))
+    if source is None and read_options.get("geometry") is None:
+        read_options.setdefault("geometry_beside", True)
     src = source if source is not None else FileSource(paths, report=collector.bad, **read_options)
+    beside = src.geometries() if isinstance(src, FileSource) else {}
     if source is not None and hasattr(source, "report"):
         source.report = collector.bad
     timings = Timings()
@@ -195,6 +200,7 @@ def screen(paths=None, *, out, model="default", workers: int = 1, batch: int = 3
         summary.timings[k] = getattr(timings, k)
     summary.timings["write"] = summary.timings.get("write", 0.0) + timings.write  # worker parts
     summary.outputs["model"] = meta["path"]
+    summary.geometries = beside
     summary.operating_points = {k: {"threshold": op.threshold if threshold is None else threshold,
                                     "temperature": op.temperature,
                                     "views": op.views if views is None else views,

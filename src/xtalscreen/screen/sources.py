@@ -82,6 +82,16 @@ class FileSource:
         self._stream = open_frames(self.paths, on_error="skip", errors=self._on_error,
                                    **self.read_options)
 
+    def geometries(self) -> dict[str, int]:
+        """CrystFEL files found beside the data (``geometry_beside=True``) -> number of data
+        files each serves (each is used for the frames whose shape it describes exactly)."""
+        found: dict[str, int] = {}
+        for item in self._stream.items:
+            _, g = self._stream.geometry_for(item.path)
+            if g:
+                found[g] = found.get(g, 0) + 1
+        return found
+
     def _on_error(self, err) -> None:
         self.report(BadItem(str(err)))
 
