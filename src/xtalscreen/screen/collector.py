@@ -81,7 +81,8 @@ class Summary:
     threshold : float or None
         The one threshold given for all detectors, or None (operating points, else 0.5).
     geometries : dict
-        CrystFEL files found beside the data and used (no ``geometry`` given) -> data files.
+        CrystFEL files found beside the data (no ``geometry`` given) -> number of data files
+        each serves; a file is used for the frames whose array shape it describes exactly.
     """
 
     frames: int = 0
