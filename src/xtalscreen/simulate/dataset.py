@@ -442,7 +442,9 @@ def _write_geometries(out: Path, cfgs: dict) -> None:
             from xtalscreen.io.crystfel import write_geom
         except ImportError:
             return
-        dest = out / ("geometry.geom" if len(cfgs) == 1 else f"{name}.geom")
+        from xtalscreen.io.readers import GEOMETRY_NAME  # where readers look for it
+
+        dest = out / (GEOMETRY_NAME if len(cfgs) == 1 else f"{name}.geom")
         if not dest.exists():
             write_geom(cfg.detector.geometry, dest)
 

@@ -348,7 +348,9 @@ def _from_csv(csv_path: Path, target: str, val_fraction: float | None = None) ->
 
 
 def _geom_for(root: Path, preset: str | None) -> str | None:
-    for cand in ((root / f"{preset}.geom") if preset else None, root / "geometry.geom"):
+    from xtalscreen.io.readers import GEOMETRY_NAME
+
+    for cand in ((root / f"{preset}.geom") if preset else None, root / GEOMETRY_NAME):
         if cand is not None and cand.is_file():
             return str(cand)
     return None
