@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     import torch
 
     from xtalscreen.preprocess import PreprocessConfig
-    from xtalscreen.train import TrainConfig, load_labels, train
+    from xtalscreen.train import TrainConfig, train
+    from xtalscreen.train.windows import window_preprocess
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -101,10 +102,9 @@ def main(argv=None) -> int:
     bin_arg = args.bin if args.bin == "auto" else int(args.bin)
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
                                lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to)
-    reduced = work / (f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
+    windows = work / (f"windows_{args.target}_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
                       + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else ""))
-    tdm.reduce(work / "raw", reduced, shipped=shipped, margin=args.max_shift)
-    data = load_labels(reduced, target=args.target)
+    data = tdm.reduce(work / "raw", windows, shipped=shipped, target=args.target, workers=2)
     presets = np.array([m["preset"] for m in data.meta])
     train_p = args.train_presets.split(",")
     test_p = args.test_presets.split(",")
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(model=args.model, img_size=args.img_size, target=args.target, epochs=args.epochs,
                       model_kwargs={"widths": [int(v) for v in args.widths.split(",")]}, optimizer="adamw",
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
-                      preprocess=tdm.training_preprocess(shipped, args.max_shift),
+                      preprocess={k: v for k, v in window_preprocess(shipped).to_dict().items() if k != "schema"},
                       patience=args.patience, seed=args.seed, device="cpu",
                       bn_batches=args.bn_batches)
     name = Path(args.out).name

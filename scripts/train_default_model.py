@@ -196,99 +196,30 @@ def simulate(raw: Path, n: int, seed: int, workers: int, classes=None, visibilit
                             classes=classes)
 
 
-_REDUCE: dict = {}
+#: The settings this script decides; the rest (contrast, augmentation ...) are the model's, or
+#: with ``--init`` the fine-tuned file's.
+SHIPPED_KEYS = ("bin", "bin_reduce", "unbinned_up_to", "prefilter_sigma", "max_shift", "lcn_window")
 
 
-def _reduce_init(raw: str, shipped_dict: dict, margin: int) -> None:
-    from xtalscreen.preprocess import PreprocessConfig
-    from xtalscreen.train import FrameDataset, load_labels
-
-    shipped = PreprocessConfig.from_dict(shipped_dict)
-    cfg = shipped.replace(contrast="none")
-    _REDUCE.update(ds=FrameDataset(load_labels(raw, target="ke"), cfg), cfg=cfg, shipped=shipped,
-                   margin=margin)
-
-
-def _reduce_one(i: int):
-    """Frame ``i`` of the raw set assembled, binned and cut to the training window: the
-    shipped input size for this detector (:meth:`PreprocessConfig.plan`) plus ``margin`` pixels
-    on each side for the random shifts."""
-    from xtalscreen.io.frame import Frame
-    from xtalscreen.preprocess import bin_image, center_crop, crop_origin, gaussian_prefilter
-
-    ds, cfg, shipped, margin = (_REDUCE[k] for k in ("ds", "cfg", "shipped", "margin"))
-    f = ds.read(i)
-    img, mask = f.assembled()
-    if shipped.prefilter_sigma > 0:  # the matched filter comes before the binning, as shipped
-        img = gaussian_prefilter(img, shipped.prefilter_sigma, mask=mask)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        c = cfg._frame_center(f, img.shape)
-    bin_, size = shipped.plan(img.shape)
-    window = (size[0] + 2 * margin, size[1] + 2 * margin)
-    b, bm = bin_image(img, bin_, mask=mask, reduce=shipped.bin_reduce)
-    cb = (c[0] / bin_, c[1] / bin_)
-    r0, c0 = crop_origin(cb, window)
-    crop, cm = center_crop(b, window, center=cb, mask=bm)
-    return Frame(crop, mask=cm, beam_center=(cb[0] - c0, cb[1] - r0), source=f.source, index=f.index)
+def windows_preprocess(shipped) -> dict:
+    """The preprocessing overrides of a run (the shipped, raw-frame rules: binning, matched
+    filter, shift room, LCN window). The run trains on windows (:attr:`TrainConfig.windows`
+    cuts each frame once with them, :mod:`xtalscreen.train.windows`) and its checkpoints keep
+    them."""
+    d = shipped.to_dict()
+    return {k: d[k] for k in SHIPPED_KEYS}
 
 
-def reduce(raw: Path, red: Path, *, shipped, margin: int, workers: int = 1) -> None:
-    """Assemble + bin + cut a beam-centred window of every frame (step 2): the shipped input
-    size of its detector plus ``margin`` pixels on each side.
-
-    ``shipped`` is the raw-frame :class:`PreprocessConfig` the model ships with; its binning
-    and input size (:meth:`~PreprocessConfig.plan` on the assembled image, ``bin_reduce``) are
-    applied here, so cropping the final window out of the reduced frame is what the shipped
-    preprocessing does on the raw frame (train with ``margin`` set, :func:`training_preprocess`). ``workers`` processes reduce frames; this process
-    writes them in order (the result does not depend on ``workers``)."""
-    from xtalscreen.io.writers import write_hdf5_run
+def reduce(raw: Path, folder: Path, *, shipped, target: str = "ke", workers: int = 1):
+    """Every frame of the ``raw`` set cut once to its training window under the shipped
+    preprocessing (:func:`xtalscreen.train.windows.cut_windows`, cached in ``folder``): the
+    windows' :class:`LabelledSet`, to train on with
+    :func:`~xtalscreen.train.windows.window_preprocess` of ``shipped``
+    (``scripts/preset_study.py``)."""
     from xtalscreen.train import load_labels
+    from xtalscreen.train.windows import cut_windows
 
-    if (red / "labels.csv").is_file():
-        return
-    data = load_labels(raw, target="ke")
-    rows, by_preset = [], {}
-    for i in range(len(data)):
-        by_preset.setdefault(data.meta[i]["preset"], []).append(i)
-    red.mkdir(parents=True, exist_ok=True)
-    init = (str(raw), shipped.to_dict(), margin)
-    pool = None
-    if workers > 1:
-        import multiprocessing as mp
-
-        pool = mp.get_context("spawn").Pool(workers, initializer=_reduce_init, initargs=init)
-    else:
-        _reduce_init(*init)
-    try:
-        for preset, idx in by_preset.items():
-            frames = (pool.imap(_reduce_one, idx, chunksize=8) if pool is not None
-                      else (_reduce_one(i) for i in idx))
-            write_hdf5_run(frames, red / f"{preset}.h5", overwrite=True)
-            for k, i in enumerate(idx):
-                m = data.meta[i]
-                rows.append({"file": f"{preset}.h5", "frame": k, "split": data.splits[i], "preset": preset,
-                             "diffranet_class": m.get("diffranet_class", ""), "ke_class": m["ke_class"],
-                             "raw_file": data.files[i], "raw_frame": int(data.frames[i]),
-                             **{k: m.get(k, "") for k in ("n_spots_expected", "n_spots_measured")}})
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    with open(red / "labels.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def training_preprocess(shipped, margin: int) -> dict:
-    """Preprocessing overrides for training on :func:`reduce` output: the shipped rules with
-    the binning already done (a reduced window never needs more than factor 1, and a detector
-    kept at full resolution keeps its larger input) and ``margin`` for the shift room."""
-    d = {"max_shift": margin, "lcn_window": shipped.lcn_window}
-    if shipped.unbinned_up_to > 1:
-        return {**d, "bin": "auto", "unbinned_up_to": shipped.unbinned_up_to, "margin": margin}
-    return {**d, "bin": 1}
+    return cut_windows(load_labels(raw, target=target), folder, shipped, workers=workers, echo=print)
 
 
 def hm_vs_miss(true: np.ndarray, pred: np.ndarray) -> dict:
@@ -444,45 +375,36 @@ def main(argv=None) -> int:
     shipped = PreprocessConfig(bin=bin_arg, bin_reduce=args.bin_reduce, crop=(args.img_size, args.img_size),
                                lcn_window=9, max_shift=args.max_shift, unbinned_up_to=args.unbinned_up_to,
                                prefilter_sigma=args.prefilter_sigma)
-    reduced = work / (f"reduced_{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
-                      + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else "")
-                      + (f"_f{args.prefilter_sigma:g}" if args.prefilter_sigma > 0 else ""))
-    reduce(work / "raw", reduced, shipped=shipped, margin=args.max_shift, workers=args.sim_workers)
-    t_red = time.perf_counter() - t0 - t_sim
-    print(f"reduced in {t_red:.0f} s", flush=True)
-
-    data = load_labels(reduced, target="ke")
-    init = None
-    if args.init:
-        # the shipped file's preprocessing bins raw frames; training reads frames already
-        # reduced by that binning: the training settings below replace the binning rules
-        imodel, ipp, imeta = load_model(args.init)
-        init = work / "init_reduced.pt"
-        save_checkpoint(init, imodel, preprocess=ipp.replace(**training_preprocess(shipped, args.max_shift)),
-                        classes=imeta["classes"], target="ke", epoch=0, best={}, config={})
+    tag = (f"{args.bin}_{args.bin_reduce}_{args.img_size}_{args.max_shift}"
+           + (f"_u{args.unbinned_up_to}" if args.unbinned_up_to > 1 else "")
+           + (f"_f{args.prefilter_sigma:g}" if args.prefilter_sigma > 0 else ""))
+    data = load_labels(work / "raw", target="ke")
+    if args.init:  # fine-tune: the model and its preprocessing from the file, the binning rules from here
+        imodel, _, _ = load_model(args.init)
         args.model = imodel.model_name or args.model
         args.widths = ",".join(str(v) for v in imodel.model_kwargs.get("widths", ())) or None
     if args.widths is None:
         args.widths = "8,16,32,64" if args.model == "ke2018" else "8,16,32,32"
     widths = [int(v) for v in args.widths.split(",")]
+    # windows (xtalscreen.train.windows): each frame assembled, binned and cut once to the
+    # input + max_shift each side, in the run folder; best.pt keeps the raw-frame preprocessing
     cfg = TrainConfig(model=args.model, img_size=args.img_size, target="ke", epochs=args.epochs,
-                      model_kwargs={"widths": widths}, optimizer=args.optimizer,
+                      model_kwargs={} if args.init else {"widths": widths}, optimizer=args.optimizer,
                       balanced=args.balance,
                       batch_size=64, batches_per_epoch=args.batches_per_epoch, lr=args.lr, lr_end=1e-4,
-                      preprocess=training_preprocess(shipped, args.max_shift),
+                      preprocess=windows_preprocess(shipped), windows=True, windows_workers=args.sim_workers,
                       patience=args.patience, seed=args.seed, device=args.device,
-                      workers=args.loader_workers, init=None if init is None else str(init),
+                      workers=args.loader_workers, init=args.init,
                       bn_batches=args.bn_batches, select=args.select, count_loss=args.count_loss)
     t1 = time.perf_counter()
-    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{reduced.name}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}{f'_count{args.count_loss:g}' if args.count_loss else ''}", echo=print,
+    res = train(cfg, data.split("train"), val=data.split("val"), out_dir=work / f"run_{tag}_{args.model}_{args.optimizer}_{args.widths}_{args.epochs}{'_bal' if args.balance else ''}{f'_count{args.count_loss:g}' if args.count_loss else ''}", echo=print,
                 progress=False)
-    t_train = time.perf_counter() - t1
-    print(f"trained in {t_train:.0f} s, best {res.best}", flush=True)
+    t_red = res.windows_seconds
+    t_train = time.perf_counter() - t1 - t_red
+    print(f"windows in {t_red:.0f} s, trained in {t_train:.0f} s, best {res.best}", flush=True)
 
-    # ship: same weights, raw-frame preprocessing (the binning before the identical crop)
-    model, pp, meta = load_model(res.best_path)
-    shipped_pp = pp.replace(bin=shipped.bin, bin_reduce=shipped.bin_reduce, margin=0,
-                            unbinned_up_to=shipped.unbinned_up_to, prefilter_sigma=shipped.prefilter_sigma)
+    # ship: best.pt already holds the raw-frame preprocessing (binning before the identical crop)
+    model, shipped_pp, meta = load_model(res.best_path)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ship = out / "default_ke.pt"

@@ -146,3 +146,24 @@ def test_train_head_errors_name_the_problem(trained, tmp_path, capsys):
     rc = main(["train-head", "--model", str(run / "best.pt"), "--data", str(data), "--c", "-1",
                "--target", "ke", "--out", str(tmp_path / "h.pt")])
     assert rc == 1 and "--c must be a positive number" in capsys.readouterr().err
+
+
+def test_train_on_windows_then_evaluate_the_raw_frames(trained, tmp_path, capsys):
+    """--windows: the frames are binned and cut once into OUT/windows/, the run says so, and its
+    best.pt evaluates the raw frames (its preprocessing bins them as training did)."""
+    data, _ = trained
+    rc = main(["train", "--data", str(data), "--target", "ke", "--img-size", "32", "--preprocess", "bin=2",
+               "--preprocess", "max_shift=4", "--windows", "--windows-workers", "1", "--epochs", "1",
+               "--batch-size", "12", "--batches-per-epoch", "2", "--lr", "0.05", "--no-progress",
+               "--out", str(tmp_path / "w")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "training windows: cut" in out and "windows cut in" in out
+    assert (tmp_path / "w" / "windows" / "train" / "windows.json").is_file()
+    assert json.loads((tmp_path / "w" / "train.json").read_text())["preprocess"]["bin"] == 2
+    rc = main(["evaluate", "--model", str(tmp_path / "w" / "best.pt"), "--data", str(data), "--split", "test",
+               "--out", str(tmp_path / "rep"), "--no-progress"])
+    assert rc == 0 and "sensitivity" in capsys.readouterr().out
+    assert main(["train", "--data", str(data), "--target", "ke", "--windows", "--windows-workers", "0",
+                 "--out", str(tmp_path / "x"), "--no-progress"]) == 1
+    assert "windows_workers must be an integer >= 1" in capsys.readouterr().err

@@ -182,6 +182,10 @@ class LabelledSet:
         Where the set came from (for messages and provenance).
     skipped : list of str
         Rows that could not be used (one line each, naming the row and why).
+    auto_mask : bool
+        Whether readers add the bad pixels the data reveal (:func:`xtalscreen.io.masks.data_mask`)
+        to each frame's mask (default). False for files whose masks are complete, such as
+        training windows (:mod:`xtalscreen.train.windows`), where a run of zeros is data.
     """
 
     files: list
@@ -194,6 +198,7 @@ class LabelledSet:
     geometry: dict = field(default_factory=dict)
     root: str = ""
     skipped: list = field(default_factory=list)
+    auto_mask: bool = True
 
     def __len__(self) -> int:
         return len(self.files)
@@ -205,7 +210,8 @@ class LabelledSet:
                            labels=self.labels[idx], classes=self.classes, target=self.target,
                            splits=[self.splits[i] for i in idx],
                            meta=[self.meta[i] for i in idx] if self.meta else [],
-                           geometry=self.geometry, root=self.root, skipped=list(self.skipped))
+                           geometry=self.geometry, root=self.root, skipped=list(self.skipped),
+                           auto_mask=self.auto_mask)
 
     def split(self, name: str | None) -> "LabelledSet":
         """The items of one split (``None``: all)."""
@@ -446,9 +452,10 @@ def _from_annotated_h5(h5: Path, annotations, target: str,
 class _Readers:
     """Open file readers, cached per process (HDF5 handles must not cross a fork)."""
 
-    def __init__(self, geometry: dict, max_open: int = 64):
+    def __init__(self, geometry: dict, max_open: int = 64, auto_mask: bool = True):
         self.geometry = geometry
         self.max_open = max_open
+        self.auto_mask = bool(auto_mask)
         self._pid = None
         self._open: dict[str, Any] = {}
         self._geoms: dict[str, Any] = {}
@@ -469,7 +476,7 @@ class _Readers:
             if geom is None and self.geometry.get(path) is not None:
                 geom = _geometry(self.geometry[path])
                 self._geoms[path] = geom
-            r = (open_file(path, geometry=geom), geom)
+            r = (open_file(path, geometry=geom, auto_mask=self.auto_mask), geom)
             self._open[path] = r
         return r
 
@@ -479,8 +486,8 @@ class _Readers:
         self._open = {}
 
     def __getstate__(self):
-        return {"geometry": self.geometry, "max_open": self.max_open, "_pid": None, "_open": {},
-                "_geoms": {}}
+        return {"geometry": self.geometry, "max_open": self.max_open, "auto_mask": self.auto_mask,
+                "_pid": None, "_open": {}, "_geoms": {}}
 
 
 class FrameDataset:
@@ -510,7 +517,7 @@ class FrameDataset:
         self.seed = int(seed)
         self.epoch = 0
         self.bad: dict[int, str] = {}
-        self._readers = _Readers(data.geometry)
+        self._readers = _Readers(data.geometry, auto_mask=getattr(data, "auto_mask", True))
 
     def __len__(self) -> int:
         return len(self.data)
