@@ -240,7 +240,10 @@ def cut_windows(data, folder, pp, *, workers: int = 1, progress: bool | None = F
             return
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(min(workers, n), initializer=_init_worker, initargs=init) as pool:
+        # fork where there is one: no re-import of the caller's __main__ (a script without a
+        # main guard works); the children open their own files and never use torch
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(min(workers, n), initializer=_init_worker, initargs=init) as pool:
             yield from pool.imap(_cut_one, range(n), chunksize=4)
 
     state = {"shape": None, "count": 0}
