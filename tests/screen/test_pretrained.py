@@ -249,3 +249,36 @@ def test_shipped_rayonix_model_filters_every_frame_and_serves_its_detector(tmp_p
     run = next((tmp_path / "rx").glob("*.h5"))
     rc = main(["screen", str(run), "--model", "rayonix", "--out", str(tmp_path / "o"), "--quiet", "--no-hits-h5"])
     assert rc == 0 and "1920x1920 keep >= 0.547 (temperature 0.66, 8 views)" in capsys.readouterr().out
+
+
+def test_shipped_ke2018_cspad_is_paper_001s_network_with_its_cspad_point(tmp_path, capsys):
+    """``--model ke2018_cspad``: paper 001's layer sizes (6,463 parameters), the shipped binning
+    preprocessing, one point (the CSPAD's, 8 views) whose independent test meets both minima;
+    screen runs it on simulated CSPAD frames and warns on another detector's."""
+    from xtalscreen.cli import main
+    from xtalscreen.models.pretrained import load_screening_model, model_card
+    from xtalscreen.simulate import simulate_dataset
+
+    net, pp, meta = load_screening_model("ke2018_cspad")
+    assert net.model_name == "ke2018" and tuple(net.model_kwargs["widths"]) == (4, 8, 16, 32)
+    assert sum(p.numel() for p in net.parameters()) == 6463
+    assert pp.bin == "auto" and pp.bin_reduce == "max" and pp.crop == (256, 256) and pp.margin == 0
+    assert set(meta["operating_points"]) == {"32x185x388"} and meta["operating_points"]["32x185x388"]["views"] == 8
+    card = model_card("ke2018_cspad")
+    assert card["file"] == "ke2018_cspad.pt" and set(card["trained_on"]["detectors"]) == {"cspad"}
+    for seed in ("seed_887", "seed_889", "both"):
+        t = card["independent_test"][seed]
+        assert t["sensitivity"] >= 0.985 and t["specificity"] >= 0.97
+    assert card["seconds"]["train"] <= 900
+    simulate_dataset(tmp_path / "cs", presets="cspad", n=2, seed=1, split=(0, 0, 100), spots="none",
+                     classes="strong", progress=False)
+    rc = main(["screen", str(tmp_path / "cs"), "--model", "ke2018_cspad", "--out", str(tmp_path / "o"),
+               "--quiet", "--no-hits-h5", "--workers", "1"])
+    out = capsys.readouterr()
+    assert rc == 0 and "32x185x388 keep >= 0.305 (temperature 0.73, 8 views)" in out.out
+    assert "trained on CSPAD frames only" not in out.err
+    simulate_dataset(tmp_path / "dn", presets="diffranet", n=1, seed=1, split=(0, 0, 100), spots="none",
+                     classes="blank", progress=False)
+    rc = main(["screen", str(tmp_path / "dn"), "--model", "ke2018_cspad", "--out", str(tmp_path / "o2"),
+               "--quiet", "--no-hits-h5", "--workers", "1"])
+    assert rc == 0 and "trained on CSPAD frames only" in capsys.readouterr().err

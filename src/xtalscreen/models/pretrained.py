@@ -16,6 +16,11 @@ its preprocessing smooths each frame with a Gaussian matched filter (1.2 px) and
 (:mod:`xtalscreen.preprocess.smooth`), because the fibre-optic taper spreads its spots; for
 this detector only (card ``rayonix_ke.json``).
 
+``ke2018_cspad`` is paper 001's own network (``ke2018`` at its layer sizes 4, 8, 16, 32; 6,463
+parameters) trained from random weights on 10,000 simulated CSPAD frames in 15 minutes on 2
+CPU cores (one network per detector, as in paper 001), with its CSPAD point at 8 views; for
+this detector only (card ``ke2018_cspad.json``).
+
 >>> from xtalscreen.models.pretrained import load_default, model_card   # doctest: +SKIP
 >>> model, preprocess, meta = load_default()
 >>> model_card()["test"]["overall"]["sensitivity"]
@@ -35,7 +40,8 @@ __all__ = ["PRETRAINED", "resolve_model", "load_default", "model_card", "load_sc
 #: name -> (weights file, card file) inside ``xtalscreen.models.weights``
 PRETRAINED = {"default": ("default_ke.pt", "default_ke.json"),
               "diffranet5": ("diffranet5.pt", "diffranet5.json"),
-              "rayonix": ("rayonix_ke.pt", "rayonix_ke.json")}
+              "rayonix": ("rayonix_ke.pt", "rayonix_ke.json"),
+              "ke2018_cspad": ("ke2018_cspad.pt", "ke2018_cspad.json")}
 
 
 def _resource(name: str) -> Path:
