@@ -752,9 +752,7 @@ def _cut_training_windows(config: TrainConfig, data: LabelledSet, val: LabelledS
     wpp = window_preprocess(pp)  # refuses drop-image preprocessing before any work
     n_skip = len(data.skipped)
     data = cut_windows(data, out / "windows" / "train", pp, workers=workers, progress=progress, echo=echo)
-    skipped = data.skipped[n_skip:]
-    if not len(data):
-        raise InputError("no training frame could be cut to a training window", path=data.root)
+    skipped = data.skipped[n_skip:]  # (cut_windows raises when no frame at all could be cut)
     if val is not None and len(val):
         n_skip = len(val.skipped)
         val = cut_windows(val, out / "windows" / "val", pp, workers=workers, progress=progress, echo=echo)
