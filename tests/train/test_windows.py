@@ -138,3 +138,22 @@ def test_training_on_windows_ships_the_raw_frame_preprocessing(mixed_raw, tmp_pa
     more = train(cfg.replace(epochs=3), raw.split("train"), val=val, out_dir=tmp_path / "run",
                  resume=res.last_path, progress=False, echo=lines.append)
     assert more.epochs_run == 3 and any("reusing 3" in ln for ln in lines)
+
+
+def test_interleaved_detectors_give_one_file_each(mixed_raw, tmp_path):
+    """Items of two detectors in alternation (window shapes 272 and 528 px) are cut grouped by
+    their preset: one file per detector, every item's window in place."""
+    raw = load_labels(mixed_raw, target="ke")
+    presets = [m["preset"] for m in raw.meta]
+    a = [i for i, p in enumerate(presets) if p == "cspad"]
+    b = [i for i, p in enumerate(presets) if p == "diffranet"]
+    mixed = raw.subset(np.array([x for pair in zip(a, b) for x in pair]))
+    assert [m["preset"] for m in mixed.meta][:2] == ["cspad", "diffranet"]
+    pp = CASES["unbinned"]
+    win = cut_windows(mixed, tmp_path / "w", pp, workers=2)
+    index = json.loads((tmp_path / "w" / "windows.json").read_text())
+    assert len(index["files"]) == 2 and sorted(map(tuple, index["shapes"].values())) == [(272, 272), (528, 528)]
+    assert [m["preset"] for m in win.meta] == [m["preset"] for m in mixed.meta]
+    got, want = FrameDataset(win, window_preprocess(pp)), FrameDataset(mixed, pp)
+    for i in (0, 1, 4, 5):
+        np.testing.assert_allclose(got[i][0].numpy(), want[i][0].numpy(), atol=1e-5)

@@ -21,7 +21,8 @@ minutes on 2 CPU cores (``BENCHMARKS.md``).
 >>> # run/best.pt screens raw CSPAD frames; run/windows/ holds the windows (reused on --resume)
 
 The windows of a set are kept in a folder with ``windows.json`` (the preprocessing, a hash of
-the items, where each item's window is) and one HDF5 file per window shape; a second call with
+the items, where each item's window is) and HDF5 files of windows, one per detector (items are
+cut grouped by their ``group`` / ``preset`` column, then by file); a second call with
 the same items and preprocessing reuses them, anything else cuts them again. A frame that
 cannot be read or cut is reported, left out and listed in the returned set's ``skipped``.
 """
@@ -185,7 +186,7 @@ def cut_windows(data, folder, pp, *, workers: int = 1, progress: bool | None = F
     data : LabelledSet
         Raw frames (any readable layout, multi-panel frames with their geometry).
     folder : path
-        Receives one HDF5 file per window shape and ``windows.json``. Windows already there
+        Receives the windows (HDF5, one file per run of one shape) and ``windows.json``. Windows already there
         for the same items and preprocessing are reused; anything else there is replaced.
     pp : PreprocessConfig
         The model's raw-frame preprocessing (train on the windows with
@@ -225,15 +226,18 @@ def cut_windows(data, folder, pp, *, workers: int = 1, progress: bool | None = F
     where: list = [None] * n
     skipped: list[str] = []
     files: list[str] = []
-    shapes: dict[tuple, int] = {}  # window shape -> index into files
-    pending: dict[tuple, list] = {}  # windows of a shape whose file is not being written
+    shapes: dict[str, tuple] = {}  # file -> window shape
+    # items of one detector (group / preset column), then of one file, together: consecutive
+    # windows of one shape go into one file, and none is held in memory
+    groups = data.groups()
+    order = sorted(range(n), key=lambda i: (str(groups[i]), data.files[i]))
 
     def results():
         init = (data, pp.to_dict())
         if workers == 1 or n < 2:
             _init_worker(*init)
             try:
-                yield from (_cut_one(i) for i in range(n))
+                yield from (_cut_one(i) for i in order)
             finally:
                 _WORKER["ds"].close()
                 _WORKER.clear()
@@ -244,57 +248,42 @@ def cut_windows(data, folder, pp, *, workers: int = 1, progress: bool | None = F
         # main guard works); the children open their own files and never use torch
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(min(workers, n), initializer=_init_worker, initargs=init) as pool:
-            yield from pool.imap(_cut_one, range(n), chunksize=4)
+            yield from pool.imap(_cut_one, order, chunksize=4)
 
-    state = {"shape": None, "count": 0}
-
-    def first_shape():
-        """Windows of the first shape met, streamed into its file; others are kept aside."""
+    def cut():
         for i, win, err in track(results(), total=n, description="cutting training windows", enabled=progress):
-            if err is not None:
+            if err is None:
+                yield i, win
+            else:
                 log.warning("skipped %s", err)
                 skipped.append(err)
-                continue
-            shape = tuple(win.shape)
-            if state["shape"] is None:
-                state["shape"] = shape
-            if shape != state["shape"]:
-                pending.setdefault(shape, []).append((i, win))
-                continue
-            where[i] = (0, state["count"])
-            state["count"] += 1
-            yield win
 
-    def stream(gen, shape):
-        name = f"windows-{len(files):02d}.h5"
+    it = cut()
+    head = next(it, None)
+    while head is not None:  # one file per run of windows of one shape
+        name, shape = f"windows-{len(files):02d}.h5", tuple(head[1].shape)
         files.append(name)
-        shapes[shape] = len(files) - 1
-        write_hdf5_run(gen, folder / name)
+        shapes[name] = shape
 
-    gen = first_shape()
-    try:
-        first = next(gen)
-    except StopIteration:
-        first = None
-    if first is not None:
-        def chain():
-            yield first
-            yield from gen
-        stream(chain(), state["shape"])
-    for shape, items in pending.items():
-        k = len(files)
-        for j, (i, _) in enumerate(items):
-            where[i] = (k, j)
-        stream((w for _, w in items), shape)
+        def run(k=len(files) - 1, shape=shape):
+            nonlocal head
+            j = 0
+            while head is not None and tuple(head[1].shape) == shape:
+                where[head[0]] = (k, j)
+                j += 1
+                yield head[1]
+                head = next(it, None)
+
+        write_hdf5_run(run(), folder / name)
     if not files:
         raise InputError(f"no frame could be cut to a training window ({len(skipped)} failed; first: "
                          f"{skipped[0] if skipped else 'no items'})", path=data.root)
     idx = {"version": WINDOWS_VERSION, "key": key, "preprocess": pp.to_dict(), "source": data.root,
-           "items": n, "files": files, "shapes": {files[v]: list(k) for k, v in shapes.items()},
+           "items": n, "files": files, "shapes": {f: list(v) for f, v in shapes.items()},
            "where": where, "skipped": skipped, "seconds": round(time.perf_counter() - t0, 3)}
     (folder / _INDEX).write_text(json.dumps(idx))
     if echo is not None:
         echo(f"training windows: cut {n - len(skipped)} of {n} frames in {idx['seconds']:.0f} s into "
-             f"{folder} ({', '.join('x'.join(map(str, s)) for s in shapes)} px)"
+             f"{folder} ({', '.join(dict.fromkeys('x'.join(map(str, v)) for v in shapes.values()))} px)"
              + (f"; {len(skipped)} skipped" if skipped else ""))
     return _windowed_set(data, folder, idx)
