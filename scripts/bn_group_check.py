@@ -7,7 +7,7 @@ each detector twice: in eval mode (the running statistics, as ``screen`` runs it
 statistics of that detector's own batches (train-mode BatchNorm, no gradient, weights restored
 between modes). A large gap for one detector means the shared statistics are the problem.
 
-    .venv/bin/python scripts/bn_group_check.py <run dir>/best.pt <reduced training folder> [--frames 256]
+    .venv/bin/python scripts/bn_group_check.py <run dir>/best.pt <the run's data folder> [--frames 256]
 
 Session 5, 256 validation frames per detector. A mixed model trained from scratch with
 ``--unbinned-up-to 2`` (best checkpoint of a run stopped after 12 epochs) gave on the DiffraNet
@@ -37,7 +37,7 @@ import numpy as np
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="a training checkpoint (best.pt of a run)")
-    ap.add_argument("data", help="the reduced training folder the run read (its labels.csv)")
+    ap.add_argument("data", help="the run's data (labels.csv; raw frames: the checkpoint's preprocessing bins them)")
     ap.add_argument("--frames", type=int, default=256, help="validation frames per detector")
     args = ap.parse_args(argv)
 

@@ -1,8 +1,8 @@
 """Train on some detector presets, test on others: DiffraNet 5-class and cross-preset figures.
 
-Reuses the simulated and reduced data of ``scripts/train_default_model.py`` (same ``--work``
-folder; run that first, or this script runs its simulate and reduce steps itself with the same
-arguments), trains ``--model`` (``ke2018`` or ``spotcount``) on the *train* split of ``--train-presets`` and reports, on the
+Reuses the simulated frames of ``scripts/train_default_model.py`` (same ``--work`` folder; run
+that first, or this script simulates them itself with the same arguments), cuts them once to
+training windows (:mod:`xtalscreen.train.windows`, kept in ``--work``), trains ``--model`` (``ke2018`` or ``spotcount``) on the *train* split of ``--train-presets`` and reports, on the
 *test* split (never used for model selection) of each of ``--test-presets``:
 
 - ``--target diffranet``: 5-class accuracy, the confusion matrix, and blank/no-crystal vs

@@ -9,28 +9,29 @@ Steps
    (the ``pilatus6m`` preset cut to a Pilatus 2M: 3 x 8 modules, 1475 x 1679 px), frames
    ``i % 3`` of each, DiffraNet classes in equal numbers (Ke labels derived from them), split
    70 / 15 / 15 % train / val / test.
-2. **reduce** every frame once to what training needs: assemble (multi-panel), bin (``--bin
-   auto``: the smallest factor that fits the whole detector into the ``img_size`` input -- 2 for
-   the 512 px DiffraNet CCD, 7 for the CSPAD and the Pilatus 2M at 256 px; ``--bin-reduce
-   max``: keep each block's brightest pixel, so a one-pixel spot survives the binning; masked
-   pixels left out; with ``--unbinned-up-to 2`` a detector whose factor would be at most 2 --
-   the DiffraNet CCD -- is not binned but cut at full resolution to 2 x crop = 512 px, as
-   in the shipped model's step 4), and cut the
-   detector's input size + 2 * max_shift window around the beam. Cropping the
-   random-shift window out of this reduced frame is *exactly* what the shipped preprocessing
-   (same binning, beam-centred crop) does on the raw frame, so training reads 0.1 Mpx instead
-   of 2.3 Mpx per item. (Session 1 used a fixed 2 x 2 sum: a 256 px crop then showed only the
-   inner 512 x 512 raw pixels, where a weak Pilatus hit had 0-4 of its 10-22 visible spots.)
+2. **windows**: every training and validation frame is cut once to what training needs
+   (:mod:`xtalscreen.train.windows`, ``TrainConfig(windows=True)``, in the run folder):
+   assembled (multi-panel), binned (``--bin auto``: the smallest factor that fits the whole
+   detector into the ``img_size`` input -- 2 for the 512 px DiffraNet CCD, 7 for the CSPAD and
+   the Pilatus 2M at 256 px; ``--bin-reduce max``: keep each block's brightest pixel, so a
+   one-pixel spot survives the binning; masked pixels left out; with ``--unbinned-up-to 2`` a
+   detector whose factor would be at most 2 -- the DiffraNet CCD -- is not binned but cut at
+   full resolution to 2 x crop = 512 px, as in the shipped model's step 4; with
+   ``--prefilter-sigma`` smoothed first), and cut to the input size + 2 * max_shift window
+   around the beam. Cropping the random-shift window out of it is *exactly* what the shipped
+   preprocessing does on the raw frame, so training reads 0.1 Mpx instead of 2.3 Mpx per item.
+   (Session 1 used a fixed 2 x 2 sum: a 256 px crop then showed only the inner 512 x 512 raw
+   pixels, where a weak Pilatus hit had 0-4 of its 10-22 visible spots.)
 3. **train** ``--model`` (``ke2018``, widths 8-64, or ``spotcount``, widths 8-16-32-32) at
    ``img_size`` (natural class mix -- class-balanced batches, ``--balance``, trained worse
    here --, AdamW, exponential LR decay 0.002 -> 0.0001, augmentation, early stopping on the
    validation split) with :func:`xtalscreen.train.train`, on ``--device`` (cpu, or cuda with
    ``--loader-workers`` processes preparing the batches).
-4. **ship**: the best checkpoint is re-saved with the raw-frame preprocessing (the binning) into
-   ``src/xtalscreen/models/weights/default_ke.pt``; the *test* split is then screened end to end
-   on the **raw** simulated frames with the shipped file (never used for tuning) and the
-   per-preset sensitivity / specificity of Hit+Maybe vs Miss go into the JSON card
-   ``default_ke.json`` and ``reports/default_model.md``.
+4. **ship**: the best checkpoint (which carries the raw-frame preprocessing: the binning) is
+   saved into ``src/xtalscreen/models/weights/default_ke.pt``; the *test* split is then
+   screened end to end on the **raw** simulated frames with the shipped file (never used for
+   tuning) and the per-preset sensitivity / specificity of Hit+Maybe vs Miss go into the JSON
+   card ``default_ke.json`` and ``reports/default_model.md``.
 
 Run (from the repository root)::
 
