@@ -132,7 +132,6 @@ SNR ~4. Their data cannot be made again bit for bit with this simulator.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -416,8 +415,7 @@ def main(argv=None) -> int:
     from xtalscreen.train import FrameDataset, predict
     from xtalscreen.train.loop import resolve_device
 
-    raw = load_labels(work / "raw", target="ke")
-    test = raw.split("test")
+    test = data.split("test")
     smodel, spp, _ = load_model(ship)
     ds = FrameDataset(test, spp)
     with warnings.catch_warnings():
